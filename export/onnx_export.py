@@ -1,0 +1,118 @@
+"""torch stage -> ONNX (fp32 or fp16), then cleanup, constant folding and shape inference.
+
+fp16 graphs hold fp16 weights and I/O; normalisations run in fp32 (what autocast does for the
+official noise predictor, and what keeps SD's GroupNorm/LayerNorm clear of fp16 overflow), and
+the scalar σ / timestep inputs stay fp32 (see graphs.TensorSpec).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .graphs import GraphSpec, sizes
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+TWO_GIB = 2**31
+
+
+class Fp32GroupNorm(nn.GroupNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
+
+
+class Fp32LayerNorm(nn.LayerNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+
+
+def upcast_norms(module: nn.Module) -> nn.Module:
+    """Swaps every GroupNorm / LayerNorm for one that computes in fp32 (weights kept fp32)."""
+    for norm in module.modules():
+        if type(norm) is nn.GroupNorm:
+            norm.__class__ = Fp32GroupNorm
+        elif type(norm) is nn.LayerNorm:
+            norm.__class__ = Fp32LayerNorm
+        else:
+            continue
+        norm.float()
+    return module
+
+
+def module_for_precision(spec: GraphSpec, components, precision: str) -> nn.Module:
+    module = spec.make_module(components).eval()
+    if precision == "fp32":
+        return module.float()
+    # A copy: the same VAE / UNet objects serve other graphs and the fp32 reference.
+    return upcast_norms(copy.deepcopy(module).half())
+
+
+def _initializer_bytes(model: onnx.ModelProto) -> int:
+    return sum(t.ByteSize() for t in model.graph.initializer)
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    """Saves with external data (one file beside it) above protobuf's 2 GiB limit."""
+    external = _initializer_bytes(model) > TWO_GIB - 64 * 2**20
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        data.unlink()
+    onnx.save_model(
+        model, str(path), save_as_external_data=external, all_tensors_to_one_file=True, location=data.name
+    )
+
+
+def optimize_onnx(src: Path, path: Path) -> None:
+    """graph-surgeon cleanup + toposort, constant folding, ONNX shape inference: ``src`` -> ``path``."""
+    import onnx_graphsurgeon as gs
+
+    model = onnx.load(str(src), load_external_data=True)
+    graph = gs.import_onnx(model)
+    graph.cleanup().toposort()
+    graph.fold_constants(error_ok=True).cleanup().toposort()
+    model = gs.export_onnx(graph)
+    _save(model, path)
+    onnx.shape_inference.infer_shapes_path(str(path), str(path))
+
+
+def export_graph(spec: GraphSpec, components, precision: str, path: Path, tile: int, opset: int = OPSET) -> Path:
+    """Exports one stage to ``path``, traced at batch 1 and the build's tile size.
+
+    ``path`` should lie in a folder that the caller renames into place when complete: the
+    external-data file name is recorded inside the model, so the file itself is never renamed.
+    """
+    embed = int(components.sd_turbo.text_encoder.config.hidden_size)
+    module = module_for_precision(spec, components, precision)
+    sample = spec.sample_inputs(sizes(batch=1, tile=tile, embed=embed), precision)
+    # The exporter may scatter one external-data file per tensor: keep those in a scratch folder.
+    raw = path.parent / f".raw-{spec.name}"
+    raw.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            sample,
+            str(raw / path.name),
+            input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs],
+            dynamic_axes=spec.dynamic_axes(),
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    optimize_onnx(raw / path.name, path)
+    shutil.rmtree(raw)
+    log.info("exported %s (%s) to %s", spec.name, precision, path)
+    return path

@@ -1,0 +1,115 @@
+"""The PyTorch reference of InvSR: the exactness oracle for every exported graph and engine.
+
+It chains the torch stages of ``stages.py`` over the tiles produced by the runtime's own tiling
+code (``sr_runtime.upscale``), so tiling, blending and colour fix are shared, not copied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sr_runtime.upscale import UpscaleSettings, upscale_array
+
+from .models.noise_predictor import load_noise_predictor
+from .models.sd_turbo import encode_prompt, load_sd_turbo
+from .schedule import Schedule
+from .stages import NoisePredictorStage, UNetStep, VAEDecoderStage, VAEEncoderStage
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+@dataclass
+class InvSRComponents:
+    """Everything the pipeline needs, loaded once; the text encoder is only kept to embed the prompt."""
+
+    noise_predictor: torch.nn.Module
+    sd_turbo: object  # models.sd_turbo.SDTurbo
+    noise_predictor_path: Path | None = None
+
+    @property
+    def scheduler_config(self) -> dict:
+        return self.sd_turbo.scheduler_config
+
+    @property
+    def latent_scale(self) -> float:
+        return float(self.sd_turbo.vae.config.scaling_factor)
+
+
+def load_components(
+    sd_turbo: str | Path, noise_predictor: str | Path, noise_predictor_config: str | Path | None = None
+) -> InvSRComponents:
+    return InvSRComponents(
+        noise_predictor=load_noise_predictor(noise_predictor, noise_predictor_config),
+        sd_turbo=load_sd_turbo(sd_turbo),
+        noise_predictor_path=Path(noise_predictor),
+    )
+
+
+class InvSRReference:
+    """The official sampler's math on tiles; ``dtype`` fp16 mimics the official mixed precision
+    (fp16 SD-Turbo, fp32 noise predictor under autocast), fp32 runs everything in fp32."""
+
+    def __init__(
+        self,
+        components: InvSRComponents,
+        schedule: Schedule,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        sd = components.sd_turbo
+        self.schedule = schedule
+        self.device = torch.device(device)
+        self.dtype = dtype
+        scale = components.latent_scale
+        sd.vae.to(self.device, dtype)
+        sd.unet.to(self.device, dtype)
+        sd.text_encoder.to(self.device, dtype)
+        # The noise predictor stays fp32: the official only wraps it in autocast.
+        components.noise_predictor.to(self.device, torch.float32)
+        self.encoder = VAEEncoderStage(sd.vae, scale).eval()
+        self.predictor = NoisePredictorStage(components.noise_predictor).eval()
+        self.unet_step = UNetStep(sd.unet).eval()
+        self.decoder = VAEDecoderStage(sd.vae, scale).eval()
+        with torch.inference_mode():
+            self.prompt_embeds = encode_prompt(sd).to(self.device, dtype)
+
+    def _scalar(self, value: float) -> torch.Tensor:
+        return torch.tensor([value], dtype=torch.float32, device=self.device)
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def run_tiles(self, lr: np.ndarray, predictor_noise: np.ndarray, vae_noise: np.ndarray) -> np.ndarray:
+        """LR tiles (n,3,P,P) in [0,1] -> SR tiles (n,3,4P,4P) in [0,1], float32 numpy."""
+        to = {"device": self.device, "dtype": self.dtype}
+        lr_t = torch.from_numpy(lr).to(**to)
+        z_lr = self.encoder(lr_t, torch.from_numpy(vae_noise).to(**to))
+        s = self.schedule
+        with self._autocast():
+            latent = self.predictor(
+                lr_t,
+                self._scalar(s.timesteps[0]),
+                torch.from_numpy(predictor_noise).to(**to),
+                z_lr,
+                self._scalar(s.sigmas[0]),
+            )
+        embeds = self.prompt_embeds.expand(lr_t.shape[0], -1, -1)
+        for i, t in enumerate(s.timesteps):
+            latent = self.unet_step(latent, self._scalar(t), self._scalar(s.sigmas[i]), self._scalar(s.sigmas[i + 1]), embeds)
+        return self.decoder(latent).float().cpu().numpy()
+
+    def upscale(
+        self,
+        image: np.ndarray,
+        settings: UpscaleSettings,
+        on_tiles_done: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        return upscale_array(image, self.run_tiles, settings, self.schedule.steps, on_tiles_done)

@@ -1,0 +1,161 @@
+"""What a backend offers the pipeline, and what the pipeline asks of it.
+
+The pipeline describes one tile batch as a ``ChainPlan``: engine calls in order over named
+buffers (what is computed). A backend opens one ``EngineSession`` per graph and turns a plan into a
+``TileChain`` (how buffers live: host arrays, or device buffers bound once).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import SRError
+from ..manifest import GraphInfo, Manifest, TensorInfo
+
+log = logging.getLogger(__name__)
+
+REBUILD_HINT = "rebuild the bundle on this machine with `sr-export build`"
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    device_id: int = 0
+    # CUDA graphs replay each engine call without per-kernel launch overhead; the chain then runs at
+    # the bundle's batch size only (smaller batches are padded).
+    cuda_graph: bool = False
+    # cuDNN's convolution search: EXHAUSTIVE is ONNX Runtime's default but makes the first run slow and
+    # memory hungry; HEURISTIC is close in speed for the SD VAE / UNet convolutions.
+    cudnn_conv_algo_search: str = "HEURISTIC"
+    threads: int = 0  # CPU intra-op threads; 0 lets ONNX Runtime choose
+
+
+@dataclass(frozen=True)
+class Call:
+    """One engine call: which buffer feeds each graph input and receives each graph output."""
+
+    graph: str
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    """The engine calls of one tile batch of ``batch`` tiles, in order, over named buffers."""
+
+    batch: int
+    calls: tuple[Call, ...]
+    constants: Mapping[str, np.ndarray]  # buffers with the same value for every tile batch
+    feeds: tuple[str, ...]  # buffers filled from the host for every tile batch
+    result: str  # the buffer that goes back to the host
+    sizes: Mapping[str, int]  # values of the symbolic dimensions in the manifest's tensor shapes
+
+    def shape(self, tensor: TensorInfo) -> tuple[int, ...]:
+        try:
+            return tuple(self.sizes[d] if isinstance(d, str) else int(d) for d in tensor.shape)
+        except KeyError as err:
+            raise SRError(f"tensor {tensor.name} has an unknown dimension {err}; {REBUILD_HINT}") from None
+
+
+# A tile batch's host feeds (buffer name -> array with the tiles on axis 0) -> the result buffer.
+TileChain = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+# Batch size -> the plan for a tile batch of that size.
+PlanFactory = Callable[[int], ChainPlan]
+
+
+class EngineSession(ABC):
+    """One graph of a bundle, ready to run."""
+
+    def __init__(self, name: str, info: GraphInfo):
+        self.name = name
+        self.info = info
+
+    @abstractmethod
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Host arrays in (cast to the dtypes the graph declares), host arrays out."""
+
+
+class HostChain:
+    """Runs plans with host arrays between engines: right for CPU engines, where host is device."""
+
+    def __init__(self, sessions: Mapping[str, EngineSession], plans: PlanFactory):
+        self._sessions = sessions
+        self._plans = plans
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        plan = self._plans(len(next(iter(feeds.values()))))
+        buffers = {**plan.constants, **feeds}
+        for call in plan.calls:
+            outputs = self._sessions[call.graph].run({name: buffers[b] for name, b in call.inputs.items()})
+            buffers.update({call.outputs[name]: value for name, value in outputs.items()})
+        return buffers[plan.result]
+
+
+class Backend(ABC):
+    """Runs the engines of one kind of bundle (the manifest's ``backend``)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, options: RuntimeOptions | None = None):
+        self.options = options or RuntimeOptions()
+
+    def check(self, manifest: Manifest) -> None:
+        """Refuses, with an SRError, a bundle this backend cannot run on this machine."""
+        if manifest.backend != self.name:
+            raise SRError(
+                f"the bundle was built for {manifest.backend}, not {self.name}; "
+                f"rebuild it with `sr-export build --backend {self.name}`"
+            )
+
+    @abstractmethod
+    def open(self, bundle: Path, manifest: Manifest) -> dict[str, EngineSession]:
+        """One session per graph of the (checked) bundle."""
+
+    def chain(self, sessions: Mapping[str, EngineSession], plans: PlanFactory, max_batch: int) -> TileChain:
+        return HostChain(sessions, plans)
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    compute_capability: str  # "9.0"
+
+
+def _capability(value: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in value.split("."))
+
+
+def check_tensorrt_target(manifest: Manifest, installed_version: str | None, gpu: GpuInfo | None) -> None:
+    """TensorRT plans load only in the TensorRT version that built them, on a GPU like the one they
+    were built on: refuse anything else before deserialising fails with a cryptic message."""
+    if installed_version is None:
+        raise SRError(
+            "the bundle holds TensorRT engines but TensorRT is not installed here "
+            "(pip install 'sr-export[tensorrt]' on a CUDA machine, or rebuild with --backend onnxruntime-cuda)"
+        )
+    if installed_version != manifest.backend_version:
+        raise SRError(
+            f"the bundle's engines were built with TensorRT {manifest.backend_version}, this machine has "
+            f"TensorRT {installed_version}; {REBUILD_HINT}"
+        )
+    if gpu is None:
+        raise SRError("the bundle holds TensorRT engines but no CUDA GPU is visible here")
+    target = manifest.target
+    if target is None:
+        raise SRError(f"the TensorRT bundle's manifest does not say which GPU it was built for; {REBUILD_HINT}")
+    built_for = f"{target.gpu_name} (compute capability {target.compute_capability})"
+    here = f"{gpu.name} (compute capability {gpu.compute_capability})"
+    if target.hardware_compatibility == "ampere_plus":
+        if _capability(gpu.compute_capability) < (8, 0):
+            raise SRError(f"the bundle's engines need an Ampere or newer GPU, this one is {here}")
+    elif gpu.compute_capability != target.compute_capability:
+        raise SRError(f"the bundle's engines were built for {built_for}, this GPU is {here}; {REBUILD_HINT}")
+    elif gpu.name != target.gpu_name:
+        # Same architecture: the plans load and compute the same, but were tuned for another model.
+        log.warning("the bundle's engines were tuned on %s, running on %s may be slower", built_for, here)

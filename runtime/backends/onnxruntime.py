@@ -1,0 +1,228 @@
+"""ONNX Runtime backends: CPU (host arrays) and CUDA (IO binding, optional CUDA graphs)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import SRError
+from ..manifest import GraphInfo, Manifest
+from .base import REBUILD_HINT, Backend, ChainPlan, EngineSession, PlanFactory, RuntimeOptions, TileChain
+
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+CONV_ALGO_SEARCHES = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
+# Run option that selects which captured CUDA graph a run records or replays.
+GRAPH_ID_KEY = "gpu_graph_id"
+
+
+class OrtSession(EngineSession):
+    def __init__(self, name: str, info: GraphInfo, session: ort.InferenceSession):
+        super().__init__(name, info)
+        self.session = session
+        self._dtypes = {t.name: np.dtype(t.dtype) for t in (*info.inputs, *info.outputs)}
+        declared = ({t.name for t in info.inputs}, {t.name for t in info.outputs})
+        actual = ({i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()})
+        if declared != actual:
+            raise SRError(
+                f"engine {info.file} has inputs {sorted(actual[0])} and outputs {sorted(actual[1])}, "
+                f"the manifest says {sorted(declared[0])} and {sorted(declared[1])}; {REBUILD_HINT}"
+            )
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {name: np.ascontiguousarray(value, dtype=self._dtypes[name]) for name, value in inputs.items()}
+        names = [t.name for t in self.info.outputs]
+        return dict(zip(names, self.session.run(names, feed), strict=True))
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def open_session(bundle: Path, name: str, info: GraphInfo, providers: list, options: RuntimeOptions) -> OrtSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.threads
+    try:
+        session = ort.InferenceSession(str(bundle / info.file), sess_options=so, providers=providers)
+    except Exception as err:  # ONNX Runtime's own exception types, for unreadable or unsupported graphs
+        raise SRError(f"ONNX Runtime {ort.__version__} cannot load {info.file} ({_first_line(err)}); {REBUILD_HINT}") from err
+    return OrtSession(name, info, session)
+
+
+class OrtCpuBackend(Backend):
+    name = "onnxruntime-cpu"
+
+    def open(self, bundle: Path, manifest: Manifest) -> dict[str, EngineSession]:
+        return {name: open_session(bundle, name, g, [CPU_EP], self.options) for name, g in manifest.graphs.items()}
+
+
+def cuda_provider_options(options: RuntimeOptions) -> dict[str, str]:
+    if options.cudnn_conv_algo_search not in CONV_ALGO_SEARCHES:
+        raise SRError(
+            f"cudnn_conv_algo_search must be one of {', '.join(CONV_ALGO_SEARCHES)}, "
+            f"got {options.cudnn_conv_algo_search!r}"
+        )
+    return {
+        "device_id": str(options.device_id),
+        # The arena grows by exactly what is asked: the default power-of-two growth wastes GBs on VAE activations.
+        "arena_extend_strategy": "kSameAsRequested",
+        "cudnn_conv_algo_search": options.cudnn_conv_algo_search,
+        "enable_cuda_graph": "1" if options.cuda_graph else "0",
+    }
+
+
+class OrtCudaBackend(Backend):
+    name = "onnxruntime-cuda"
+
+    def check(self, manifest: Manifest) -> None:
+        super().check(manifest)
+        if CUDA_EP not in ort.get_available_providers():
+            raise SRError(
+                f"the bundle needs ONNX Runtime's {CUDA_EP}, which onnxruntime {ort.__version__} here does not have "
+                "(install onnxruntime-gpu on a CUDA machine, or rebuild with --backend onnxruntime-cpu)"
+            )
+
+    def open(self, bundle: Path, manifest: Manifest) -> dict[str, EngineSession]:
+        # onnxruntime-gpu finds CUDA / cuDNN in the nvidia-* wheels only when told to look there.
+        if hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()
+        providers = [(CUDA_EP, cuda_provider_options(self.options)), CPU_EP]
+        sessions = {name: open_session(bundle, name, g, providers, self.options) for name, g in manifest.graphs.items()}
+        for s in sessions.values():
+            # A CUDA EP that fails to initialise (no driver, missing cuDNN) silently falls back to the CPU.
+            if s.session.get_providers()[0] != CUDA_EP:
+                raise SRError(
+                    f"ONNX Runtime could not start its CUDA provider on device {self.options.device_id} "
+                    "(no GPU, or missing CUDA 12+/cuDNN 9 libraries); see ONNX Runtime's warnings above"
+                )
+        return sessions
+
+    def chain(self, sessions: Mapping[str, EngineSession], plans: PlanFactory, max_batch: int) -> TileChain:
+        return BoundChain(sessions, plans, max_batch, "cuda", self.options.device_id, self.options.cuda_graph)
+
+
+class _BoundPlan:
+    """A plan with a persistent device buffer per named buffer, bound once to every call.
+
+    Bindings never change after construction, so the same object serves CUDA graphs, whose replays
+    reuse the addresses recorded at capture: per-batch data goes in with ``update_inplace``.
+    """
+
+    def __init__(
+        self, sessions: Mapping[str, OrtSession], plan: ChainPlan, device: str, device_id: int, graph_capture: bool
+    ):
+        self.plan = plan
+        self.device = device
+        self.graph_capture = graph_capture
+        self.specs = self._specs(sessions, plan)
+        self.buffers = {
+            name: ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype.type, device, device_id)
+            for name, (dtype, shape) in self.specs.items()
+        }
+        for name, value in plan.constants.items():
+            self._write(name, value)
+        self.runs = []
+        calls_per_graph: dict[str, int] = {}
+        for call in plan.calls:
+            session = sessions[call.graph]
+            binding = session.session.io_binding()
+            for tensor, buffer in call.inputs.items():
+                binding.bind_ortvalue_input(tensor, self.buffers[buffer])
+            for tensor, buffer in call.outputs.items():
+                binding.bind_ortvalue_output(tensor, self.buffers[buffer])
+            # Each call of a graph (the unet steps) binds other buffers, so it needs its own captured graph.
+            options = ort.RunOptions()
+            options.add_run_config_entry(GRAPH_ID_KEY, str(calls_per_graph.get(call.graph, 0)))
+            calls_per_graph[call.graph] = calls_per_graph.get(call.graph, 0) + 1
+            self.runs.append((call.graph, session.session, binding, options))
+            if plan.result in call.outputs.values():  # read back through the binding that writes it last
+                self._result = (binding, list(call.outputs.values()).index(plan.result))
+
+    @staticmethod
+    def _specs(sessions: Mapping[str, OrtSession], plan: ChainPlan) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        """Each buffer's dtype and shape, from the manifest's tensors it is bound to (which must agree)."""
+        specs: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+        for call in plan.calls:
+            info = sessions[call.graph].info
+            tensors = {t.name: t for t in (*info.inputs, *info.outputs)}
+            for tensor, buffer in (*call.inputs.items(), *call.outputs.items()):
+                spec = (np.dtype(tensors[tensor].dtype), plan.shape(tensors[tensor]))
+                if specs.setdefault(buffer, spec) != spec:
+                    raise SRError(
+                        f"graph {call.graph} takes {tensor} as {spec}, another graph has it as {specs[buffer]}; "
+                        f"{REBUILD_HINT}"
+                    )
+        return specs
+
+    def _write(self, name: str, value: np.ndarray) -> None:
+        # update_inplace copies raw bytes: the host array must already have the buffer's dtype and shape.
+        dtype, shape = self.specs[name]
+        host = np.ascontiguousarray(value, dtype=dtype)
+        if host.shape != shape:
+            raise SRError(f"{name} has shape {host.shape}, the engines take {shape}")
+        self.buffers[name].update_inplace(host)
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The result buffer, copied to the host."""
+        for name in self.plan.feeds:
+            self._write(name, feeds[name])
+        # The host-to-device copies run outside ONNX Runtime's compute stream: wait for them.
+        self.runs[0][2].synchronize_inputs()
+        for graph, session, binding, options in self.runs:
+            try:
+                session.run_with_iobinding(binding, options)
+            except Exception as err:  # ONNX Runtime's exception types share no base: out of memory, failed capture
+                hint = ", or run without CUDA graphs" if self.graph_capture else ""
+                raise SRError(
+                    f"engine {graph} failed on {self.device} ({_first_line(err)}); if memory ran out, rebuild with "
+                    f"a smaller --batch{hint}"
+                ) from err
+        binding, position = self._result
+        return binding.copy_outputs_to_cpu()[position]
+
+
+class BoundChain:
+    """Keeps every buffer of the chain on the device: host data goes in once per tile batch and only
+    the result comes back. With ``fixed_batch`` (CUDA graphs) every batch runs at ``max_batch``:
+    smaller ones are padded and the padding's results dropped."""
+
+    def __init__(
+        self,
+        sessions: Mapping[str, OrtSession],
+        plans: PlanFactory,
+        max_batch: int,
+        device: str,
+        device_id: int = 0,
+        fixed_batch: bool = False,
+    ):
+        self._sessions = sessions
+        self._plans = plans
+        self._max_batch = max_batch
+        self._device = (device, device_id)
+        self._fixed_batch = fixed_batch
+        self._bound: dict[int, _BoundPlan] = {}  # by batch size: full batches and the last partial one
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes that have device buffers (and, with CUDA graphs, captured graphs)."""
+        return tuple(self._bound)
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(feeds.values())))
+        batch = self._max_batch if self._fixed_batch else n
+        if n > batch:
+            raise SRError(f"{n} tiles in one call, the captured engines take {batch}")
+        if batch not in self._bound:
+            self._bound[batch] = _BoundPlan(self._sessions, self._plans(batch), *self._device, self._fixed_batch)
+        result = self._bound[batch]({name: _pad(value, batch) for name, value in feeds.items()})
+        return result[:n]  # the rest is padding
+
+
+def _pad(value: np.ndarray, batch: int) -> np.ndarray:
+    if len(value) == batch:
+        return value
+    return np.concatenate([value, np.zeros((batch - len(value), *value.shape[1:]), value.dtype)])
