@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from sr_runtime.errors import SRError
 
 from . import __version__
@@ -62,8 +63,9 @@ def plan_outputs(inputs: tuple[str, ...], images: list[Path], output: Path) -> l
 
 def upscale_files(upscale_one, images: list[Path], targets: list[Path]) -> None:
     """Reads, upscales and writes each image; ``upscale_one(pixels, on_tiles_done)`` does the work."""
-    from sr_runtime.images import read_image, write_image
     from tqdm import tqdm
+
+    from sr_runtime.images import read_image, write_image
 
     for image, target in tqdm(list(zip(images, targets, strict=True)), desc="images", unit="img",
                               disable=len(images) < 2, file=sys.stderr):

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from sr_runtime.upscale import LATENT_CHANNELS, SCALE, VAE_FACTOR
 from torch import nn
+
+from sr_runtime.upscale import LATENT_CHANNELS, SCALE, VAE_FACTOR
 
 from .stages import NoisePredictorStage, UNetStep, VAEDecoderStage, VAEEncoderStage
 

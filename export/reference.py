@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from sr_runtime.upscale import UpscaleSettings, upscale_array
 
 from .models.noise_predictor import load_noise_predictor

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from sr_runtime.errors import SRError
 
 # The official defaults (inference_invsr.py); above 5 steps the official script crashes, so we

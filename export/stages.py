@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from sr_runtime.upscale import SCALE
 from torch import nn
+
+from sr_runtime.upscale import SCALE
 
 
 def posterior_sample(moments: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

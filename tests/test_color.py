@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from sr_runtime.color import apply_color_fix, resize_bicubic_antialias, wavelet_color_fix, ycbcr_color_fix
 from sr_runtime.errors import SRError
 

@@ -8,6 +8,7 @@ import numpy as np
 import png
 import pytest
 from PIL import Image
+
 from sr_runtime.errors import SRError
 from sr_runtime.images import collect_inputs, read_image, write_image
 

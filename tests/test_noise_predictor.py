@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+
 from sr_export.models.noise_predictor import (
     OFFICIAL_CONFIG,
     TINY_CONFIG,

@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
 from sr_runtime.backends import backend_for
 from sr_runtime.backends.base import GpuInfo, RuntimeOptions, check_tensorrt_target
 from sr_runtime.backends.onnxruntime import BoundChain

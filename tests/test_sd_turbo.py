@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
+
 from sr_export.models.noise_predictor import TINY_CONFIG, build_noise_predictor, load_noise_predictor
 from sr_export.models.sd_turbo import (
     HUB_REPO_FOLDER,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from sr_runtime.errors import SRError
 from sr_runtime.tiling import (
     TileBlender,

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
 from sr_runtime.manifest import PROMPT_EMBEDS_NAME, GraphInfo, Manifest, PipelineInfo, TensorInfo
 from sr_runtime.upscale import LATENT_CHANNELS, SCALE
 from sr_runtime.version import TOOL_VERSION

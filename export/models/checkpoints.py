@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from sr_runtime.errors import SRError
 
 # DDP's "module." sits outside torch.compile's "_orig_mod.": the nesting the official reload_model

@@ -19,8 +19,9 @@ import yaml
 from diffusers.models.activations import ACT2CLS
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
-from sr_runtime.errors import SRError
 from torch import nn
+
+from sr_runtime.errors import SRError
 
 from .checkpoints import load_checkpoint_dict, strip_wrapper_prefixes
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
-from sr_runtime.errors import SRError
 from transformers import CLIPTextModel, CLIPTokenizer
+
+from sr_runtime.errors import SRError
 
 # sampler_invsr.py: _positive, the only prompt InvSR ever uses (cfg_scale 1.0, no negative prompt).
 POSITIVE_PROMPT = (
