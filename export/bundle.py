@@ -7,7 +7,6 @@ folder without a manifest, which the next build of the same bundle removes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
@@ -17,14 +16,6 @@ from pathlib import Path
 from sr_runtime.manifest import MANIFEST_NAME, Manifest
 
 TMP_MARK = ".tmp-"
-
-
-def sha256_file(path: Path, chunk: int = 16 * 2**20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def remove_stale_partials(final: Path) -> None:

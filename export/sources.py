@@ -7,9 +7,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sr_runtime.bundle_check import sha256_file
 from sr_runtime.version import TOOL_VERSION
 
-from .bundle import atomic_folder, sha256_file
+from .bundle import atomic_folder
 from .locate import find_checkpoints
 from .reference import InvSRComponents, load_components
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_runtime.manifest import PROMPT_EMBEDS_NAME, GraphInfo, Manifest, PipelineInfo, TensorInfo
+from sr_runtime.bundle_check import sha256_file
+from sr_runtime.manifest import PROMPT_EMBEDS_NAME, FileRecord, GraphInfo, Manifest, PipelineInfo, TensorInfo
 from sr_runtime.upscale import LATENT_CHANNELS, SCALE
 from sr_runtime.version import TOOL_VERSION
 
-from ..bundle import atomic_folder, link_or_copy, sha256_file, write_manifest
+from ..bundle import atomic_folder, link_or_copy, write_manifest
 from ..graphs import INVSR_GRAPHS, GraphSpec, sizes
 from ..models.sd_turbo import POSITIVE_PROMPT, encode_prompt
 from ..onnx_export import OPSET, export_graph
@@ -64,14 +65,21 @@ def _tensor_infos(tensors, precision: str) -> list[TensorInfo]:
     return [TensorInfo(t.name, str(t.dtype(precision)).removeprefix("torch."), list(t.dims)) for t in tensors]
 
 
-def _graph_info(spec: GraphSpec, file: Path, precision: str, profile: dict) -> GraphInfo:
+def _record(file: Path) -> FileRecord:
+    return FileRecord(file.name, sha256_file(file), file.stat().st_size)
+
+
+def _graph_info(spec: GraphSpec, files: list[Path], precision: str, profile: dict) -> GraphInfo:
+    """``files``: the engine file, then the files it loads at run time (external weights)."""
+    engine, *data = (_record(f) for f in files)
     return GraphInfo(
-        file=file.name,
-        sha256=sha256_file(file),
-        size=file.stat().st_size,
+        file=engine.file,
+        sha256=engine.sha256,
+        size=engine.size,
         inputs=_tensor_infos(spec.inputs, precision),
         outputs=_tensor_infos(spec.outputs, precision),
         profile=profile,
+        data_files=data,
     )
 
 
@@ -122,8 +130,8 @@ def build_bundle(source: ModelSource, opts: BuildOptions, report: Report = print
         for spec in INVSR_GRAPHS:
             report(f"building the {backend} engine for {spec.name}")
             profile = _profile(spec, opts.tile, opts.batch, embeds.shape[-1])
-            file = engine_builder(onnx_dir / f"{spec.name}.onnx", tmp, spec, profile)
-            graphs[spec.name] = _graph_info(spec, file, precision, profile)
+            files = engine_builder(onnx_dir / f"{spec.name}.onnx", tmp, spec, profile)
+            graphs[spec.name] = _graph_info(spec, files, precision, profile)
         np.save(tmp / PROMPT_EMBEDS_NAME, embeds)
         write_manifest(
             tmp,
@@ -143,14 +151,14 @@ def build_bundle(source: ModelSource, opts: BuildOptions, report: Report = print
     return final
 
 
-def _copy_onnx(onnx_file: Path, folder: Path, spec: GraphSpec, profile: dict) -> Path:
-    """ONNX Runtime bundles carry the cleaned ONNX graph (and its external data, if any)."""
-    target = folder / onnx_file.name
-    link_or_copy(onnx_file, target)
-    data = onnx_file.with_name(onnx_file.name + ".data")
-    if data.exists():
-        link_or_copy(data, folder / data.name)
-    return target
+def _copy_onnx(onnx_file: Path, folder: Path, spec: GraphSpec, profile: dict) -> list[Path]:
+    """ONNX Runtime bundles carry the cleaned ONNX graph and its external data file, if any."""
+    files = []
+    for src in (onnx_file, onnx_file.with_name(onnx_file.name + ".data")):
+        if src.exists():
+            link_or_copy(src, folder / src.name)
+            files.append(folder / src.name)
+    return files
 
 
 def _engine_builder(backend: str):
