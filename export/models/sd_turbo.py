@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
+from transformers.utils import logging as transformers_logging
 
 from sr_runtime.errors import SRError
 
@@ -181,6 +182,8 @@ def load_sd_turbo(
     _check_model_index(folder)
     scheduler_config = _load_scheduler_config(folder)
     tokenizer = _load_tokenizer(folder)
+    # transformers draws a progress bar per load; our own progress lines say what is loading.
+    transformers_logging.disable_progress_bar()
     unet, vae, text_encoder = (_load_weights(folder, spec, dtype) for spec in _WEIGHTS)
     _check_consistency(folder, unet, vae, text_encoder, tokenizer)
     return SDTurbo(

@@ -1,0 +1,84 @@
+"""``sr-export upscale --backend torch`` end to end on tiny official-format checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from helpers import make_image
+
+from sr_export.cli import main
+from sr_export.reference import InvSRReference
+from sr_export.schedule import DEFAULT_TIMESTEPS, build_schedule
+from sr_runtime.images import read_image, write_image
+from sr_runtime.upscale import UpscaleSettings
+
+TILE = 32
+
+
+def _run(args) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def _torch_args(tiny_checkpoints, steps: int):
+    sd, pth, yaml = tiny_checkpoints
+    return ["--backend", "torch", "--sd-turbo", sd, "--noise-predictor", pth, "--noise-predictor-config", yaml,
+            "--steps", steps, "--tile", TILE]
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_upscale_with_the_torch_reference(tmp_path, tiny_checkpoints, tiny_components, steps):
+    image = make_image(40, 50, seed=steps)
+    write_image(tmp_path / "in.png", image)
+    pixels = read_image(tmp_path / "in.png").pixels
+    code, output = _run(["upscale", tmp_path / "in.png", "-o", tmp_path / "out.npy", *_torch_args(tiny_checkpoints, steps)])
+    assert code == 0, output
+    got = np.load(tmp_path / "out.npy")
+    schedule = build_schedule(tiny_components.scheduler_config, DEFAULT_TIMESTEPS[steps])
+    expected = InvSRReference(tiny_components, schedule).upscale(pixels, UpscaleSettings(tile=TILE, batch=8))
+    assert got.shape == (160, 200, 3) and got.dtype == np.float32
+    assert np.abs(got - expected).max() <= 1e-5
+
+
+def test_folder_in_folder_out_with_png(tmp_path, tiny_checkpoints):
+    inputs = tmp_path / "lr"
+    inputs.mkdir()
+    write_image(inputs / "a.png", make_image(20, 24, seed=1))
+    write_image(inputs / "b.png", make_image(33, 17, seed=2), bit_depth=16)
+    code, output = _run(["upscale", inputs, "-o", tmp_path / "sr", *_torch_args(tiny_checkpoints, 1), "--color-fix", "wavelet"])
+    assert code == 0, output
+    a, b = read_image(tmp_path / "sr" / "a.png"), read_image(tmp_path / "sr" / "b.png")
+    assert a.pixels.shape == (80, 96, 3) and a.bit_depth == 8
+    assert b.pixels.shape == (132, 68, 3) and b.bit_depth == 16  # 16-bit in, 16-bit out
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [(None, "no such file"), (b"", "empty"), (b"\x89PNG\r\n\x1a\nnot really", "")],
+)
+def test_a_bad_image_is_one_line_and_a_failure(tmp_path, tiny_checkpoints, content, problem):
+    bad = tmp_path / "bad.png"
+    if content is not None:
+        bad.write_bytes(content)
+    result = CliRunner().invoke(main, ["upscale", str(bad), "-o", str(tmp_path / "o.png"),
+                                       *map(str, _torch_args(tiny_checkpoints, 1))])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(bad) in errors[0] and problem in errors[0], result.output
+    assert result.output.strip().splitlines()[-1] == errors[0]
+    assert "Traceback" not in result.output and not (tmp_path / "o.png").exists()
+
+
+def test_missing_checkpoints_are_named(tmp_path, tiny_checkpoints, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "in.png", make_image(8, 8))
+    code, output = _run(["upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--backend", "torch",
+                         "--sd-turbo", tiny_checkpoints[0]])
+    assert code == 1 and "no noise predictor" in output
+
+
+def test_upscale_needs_a_bundle_or_the_torch_backend(tmp_path):
+    write_image(tmp_path / "in.png", make_image(8, 8))
+    code, output = _run(["upscale", tmp_path / "in.png", "-o", tmp_path / "o.png"])
+    assert code == 1 and "-e BUNDLE" in output
