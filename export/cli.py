@@ -183,7 +183,7 @@ def build(steps, timesteps, sd_turbo, noise_predictor, noise_predictor_config, b
     Without checkpoint options it looks in the Hugging Face cache and ./weights; if nothing is
     found it builds the built-in demo model (random weights, outputs not meaningful).
     """
-    from sr_runtime.tiling import plan_tiles
+    from sr_runtime.upscale import check_tile
 
     from .build.bundle_builder import BuildOptions, build_bundle
     from .build.select import select_backend
@@ -191,7 +191,7 @@ def build(steps, timesteps, sd_turbo, noise_predictor, noise_predictor_config, b
     from .sources import resolve_source
 
     cli_timesteps = resolve_timesteps(steps, parse_timesteps(timesteps))
-    plan_tiles(tile, tile, tile=tile)  # validates the tile size before any heavy work
+    check_tile(tile)  # before any heavy work
     select_backend(backend)  # fails at once when the asked-for backend is unusable here
     report = _echo
     source = resolve_source(sd_turbo, noise_predictor, noise_predictor_config, report=report)

@@ -33,6 +33,18 @@ class UpscaleSettings:
     seed: int | None = None
 
 
+TILE_MULTIPLE = 16  # LR px: the VAE's 8 px per latent px times the UNet's 3 downsamplings, over the x4
+
+
+def check_tile(tile: int) -> None:
+    if not isinstance(tile, int) or tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
+        raise SRError(f"tile {tile} must be a positive multiple of {TILE_MULTIPLE} (the official size is 128)")
+    if tile > MAX_TILE:
+        raise SRError(
+            f"tile {tile} is above {MAX_TILE}: the official sampler tiles its VAE there, which is not reproduced"
+        )
+
+
 def latent_shape(batch: int, tile: int) -> tuple[int, int, int, int]:
     side = tile * SCALE // VAE_FACTOR
     return (batch, LATENT_CHANNELS, side, side)
@@ -51,10 +63,7 @@ def upscale_array(
 
     ``on_tiles_done(done, total)`` is called after each batch, for progress bars.
     """
-    if settings.tile > MAX_TILE:
-        raise SRError(
-            f"tile {settings.tile} is above {MAX_TILE}: the official sampler tiles its VAE there, which is not reproduced"
-        )
+    check_tile(settings.tile)
     lr = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
     plan = plan_tiles(lr.shape[1], lr.shape[2], tile=settings.tile, scale=SCALE)
     padded = pad_image(lr, plan)

@@ -12,15 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from sr_runtime.bundle_check import sha256_file
+from sr_runtime.errors import SRError
 from sr_runtime.manifest import PROMPT_EMBEDS_NAME, FileRecord, GraphInfo, Manifest, PipelineInfo, TensorInfo
-from sr_runtime.upscale import LATENT_CHANNELS, SCALE
+from sr_runtime.upscale import LATENT_CHANNELS, SCALE, check_tile
 from sr_runtime.version import TOOL_VERSION
 
 from ..bundle import atomic_folder, link_or_copy, write_manifest
 from ..graphs import INVSR_GRAPHS, GraphSpec, sizes
 from ..models.sd_turbo import POSITIVE_PROMPT, encode_prompt
 from ..onnx_export import OPSET, export_graph
-from ..schedule import Schedule, build_schedule
+from ..schedule import Schedule, build_schedule, resolve_timesteps
 from ..sources import ModelSource, cache_root
 from .select import default_precision, select_backend
 
@@ -111,11 +112,10 @@ def default_bundle_path(source: ModelSource, steps: int, backend: str, precision
 def build_bundle(source: ModelSource, opts: BuildOptions, report: Report = print) -> Path:
     backend = select_backend(opts.backend)
     precision = opts.precision or default_precision(backend)
+    check_tile(opts.tile)
     if opts.batch < 1:
-        from sr_runtime.errors import SRError
-
         raise SRError(f"--batch must be at least 1, got {opts.batch}")
-    schedule = build_schedule(source.components.scheduler_config, opts.cli_timesteps)
+    schedule = build_schedule(source.components.scheduler_config, resolve_timesteps(opts.steps, opts.cli_timesteps))
     report(f"backend {backend}, precision {precision}, tile {opts.tile}, batch {opts.batch}, "
            f"timesteps {list(schedule.cli_timesteps)}")
     onnx_dir = export_graphs(source, precision, opts.tile, opts.opset, report)
@@ -164,8 +164,6 @@ def _copy_onnx(onnx_file: Path, folder: Path, spec: GraphSpec, profile: dict) ->
 def _engine_builder(backend: str):
     if backend.startswith("onnxruntime"):
         return _copy_onnx
-    from sr_runtime.errors import SRError
-
     raise SRError(f"engine building for {backend} is not implemented yet")
 
 

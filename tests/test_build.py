@@ -1,0 +1,233 @@
+"""``sr-export build`` on tiny official-format checkpoints: ONNX graphs and ONNX Runtime bundles
+against the PyTorch reference of the same weights and noise."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import make_image, psnr
+
+from sr_export.build.bundle_builder import BuildOptions, build_bundle
+from sr_export.cli import main
+from sr_export.graphs import INVSR_GRAPHS, sizes
+from sr_export.onnx_export import module_for_precision
+from sr_export.reference import InvSRReference
+from sr_export.schedule import DEFAULT_TIMESTEPS
+from sr_export.sources import resolve_source
+from sr_runtime.errors import SRError
+from sr_runtime.manifest import MANIFEST_NAME
+from sr_runtime.pipeline import Upscaler
+from sr_runtime.upscale import UpscaleSettings
+
+TILE, BATCH = 32, 2
+# ONNX Runtime fp32 vs PyTorch fp32 on the same weights: only kernel rounding differs.
+MIN_PSNR = 45.0
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def source(tiny_checkpoints):
+    sd, pth, yaml = tiny_checkpoints
+    return resolve_source(sd, pth, yaml, report=_quiet)
+
+
+def _build(source, folder: Path, steps: int, precision: str = "fp32", timesteps=None, **kw) -> Path:
+    cli = tuple(timesteps or DEFAULT_TIMESTEPS[steps])
+    opts = BuildOptions(steps=len(cli), cli_timesteps=cli, backend="onnxruntime-cpu", precision=precision,
+                        tile=TILE, batch=BATCH, output=folder, **kw)
+    return build_bundle(source, opts, report=_quiet)
+
+
+@pytest.fixture(scope="module")
+def bundles(source, tmp_path_factory):
+    """One bundle per step count 1..5; the ONNX export is done once and reused from the cache."""
+    root = tmp_path_factory.mktemp("bundles")
+    return {steps: _build(source, root / f"s{steps}", steps) for steps in range(1, 6)}
+
+
+def _reference(source, bundle: Path) -> InvSRReference:
+    from sr_export.schedule import build_schedule
+
+    cli = Upscaler.from_bundle(bundle).manifest.pipeline.cli_timesteps
+    return InvSRReference(source.components, build_schedule(source.components.scheduler_config, cli))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5])
+def test_bundle_matches_the_reference_on_a_tiled_image(source, bundles, steps):
+    image = make_image(45, 70, seed=steps)  # > tile: padded to multiples of 16, 32-px tiles at stride 16
+    upscaler = Upscaler.from_bundle(bundles[steps])
+    got = upscaler.upscale(image)
+    expected = _reference(source, bundles[steps]).upscale(image, UpscaleSettings(tile=TILE, batch=BATCH))
+    assert got.shape == expected.shape == (180, 280, 3)
+    assert psnr(got, expected) >= MIN_PSNR
+    assert upscaler.manifest.pipeline.timesteps == [t - 1.0 for t in DEFAULT_TIMESTEPS[steps]]
+
+
+@pytest.mark.parametrize("color_fix", [None, "wavelet", "ycbcr"])
+def test_bundle_matches_the_reference_on_a_padded_image_with_noise(source, bundles, color_fix):
+    image = make_image(20, 27, seed=11)  # < tile: centred reflect padding, one call
+    got = Upscaler.from_bundle(bundles[2]).upscale(image, color_fix=color_fix, seed=4)
+    settings = UpscaleSettings(tile=TILE, batch=BATCH, color_fix=color_fix, seed=4)
+    expected = _reference(source, bundles[2]).upscale(image, settings)
+    unseeded = _reference(source, bundles[2]).upscale(image, UpscaleSettings(tile=TILE, batch=BATCH, color_fix=color_fix))
+    assert got.shape == (80, 108, 3)
+    assert psnr(got, expected) >= MIN_PSNR
+    assert psnr(expected, unseeded) < MIN_PSNR  # the seed changes the output more than the bound allows
+
+
+def test_user_timesteps(source, tmp_path):
+    bundle = _build(source, tmp_path / "custom", 2, timesteps=(120, 400))
+    manifest = Upscaler.from_bundle(bundle).manifest
+    assert manifest.pipeline.cli_timesteps == [400, 120]
+    image = make_image(30, 30, seed=2)
+    expected = _reference(source, bundle).upscale(image, UpscaleSettings(tile=TILE, batch=BATCH))
+    assert psnr(Upscaler.from_bundle(bundle).upscale(image), expected) >= MIN_PSNR
+
+
+# fp16 weights and activations (norms and σ arithmetic in fp32) against the fp32 module: the
+# bound is what fp16 rounding of a tiny random-weight network costs, far below a real error.
+FP16_MAX_ABS = {"vae_encoder": 0.02, "noise_predictor": 0.02, "unet_step": 0.02, "vae_decoder": 0.01}
+
+
+@pytest.mark.parametrize("spec", INVSR_GRAPHS, ids=lambda s: s.name)
+def test_each_fp16_graph_is_close_to_its_fp32_module(source, tmp_path, spec):
+    bundle = _build(source, tmp_path / "fp16", 1, precision="fp16")
+    manifest = json.loads((bundle / MANIFEST_NAME).read_text())
+    graph = manifest["graphs"][spec.name]
+    assert all(t["dtype"] == ("float32" if t["shape"] == [1] else "float16") for t in graph["inputs"])
+    session = ort.InferenceSession(str(bundle / graph["file"]), providers=["CPUExecutionProvider"])
+    embed = source.components.sd_turbo.text_encoder.config.hidden_size
+    inputs = spec.sample_inputs(sizes(batch=2, tile=TILE, embed=embed), "fp32", seed=3)
+    with torch.no_grad():
+        expected = module_for_precision(spec, source.components, "fp32")(*inputs).numpy()
+    feed = {t.name: x.to(t.dtype("fp16")).numpy() for t, x in zip(spec.inputs, inputs, strict=True)}
+    (got,) = session.run(None, feed)
+    assert got.dtype == np.float16 and np.isfinite(got).all()
+    assert np.abs(got.astype(np.float32) - expected).max() <= FP16_MAX_ABS[spec.name]
+
+
+@pytest.mark.parametrize("spec", INVSR_GRAPHS, ids=lambda s: s.name)
+def test_each_fp32_graph_matches_its_module_at_another_batch(source, bundles, spec):
+    """Graphs are traced at batch 1: batch and tile axes must really be dynamic."""
+    manifest = json.loads((bundles[1] / MANIFEST_NAME).read_text())
+    session = ort.InferenceSession(str(bundles[1] / manifest["graphs"][spec.name]["file"]), providers=["CPUExecutionProvider"])
+    embed = source.components.sd_turbo.text_encoder.config.hidden_size
+    inputs = spec.sample_inputs(sizes(batch=3, tile=16, embed=embed), "fp32", seed=5)
+    with torch.no_grad():
+        expected = module_for_precision(spec, source.components, "fp32")(*inputs).numpy()
+    (got,) = session.run(None, {t.name: x.numpy() for t, x in zip(spec.inputs, inputs, strict=True)})
+    assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_the_onnx_export_is_cached_by_weights(source, tmp_path):
+    messages = []
+    cli = DEFAULT_TIMESTEPS[1]
+    opts = BuildOptions(steps=1, cli_timesteps=cli, backend="onnxruntime-cpu", tile=TILE, batch=BATCH,
+                        output=tmp_path / "again")
+    build_bundle(source, opts, report=messages.append)
+    assert any("reusing cached ONNX" in m for m in messages)
+    assert not any("exporting" in m for m in messages)
+
+
+def test_manifest_records_every_constant(source, bundles):
+    m = Upscaler.from_bundle(bundles[3]).manifest
+    assert m.backend == "onnxruntime-cpu" and m.precision == "fp32" and m.demo is False
+    assert m.pipeline.sigmas == pytest.approx([0.569285, 0.341674, 0.223004, 0.0], abs=2e-6)
+    assert m.pipeline.latent_scale == pytest.approx(source.components.latent_scale)
+    assert set(m.checkpoints) == {"sd_turbo", "noise_predictor"}
+    assert all(len(sha) == 64 for ck in m.checkpoints.values() for sha in ck["sha256"].values())
+    assert [name for name in m.graphs] == [s.name for s in INVSR_GRAPHS]
+
+
+def test_inspect_and_verify(bundles):
+    result = CliRunner().invoke(main, ["inspect", str(bundles[2]), "--verify"])
+    assert result.exit_code == 0, result.output
+    assert "unet_step" in result.output and "all engine files match" in result.output
+
+
+def test_a_bundle_from_another_tool_version_is_refused_by_the_cli(tmp_path, bundles):
+    import shutil
+
+    bundle = Path(shutil.copytree(bundles[1], tmp_path / "old"))
+    manifest = json.loads((bundle / MANIFEST_NAME).read_text())
+    manifest["tool_version"] = "0.0.1"
+    (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
+    (tmp_path / "in.png").write_bytes((Path(__file__).parents[1] / "examples" / "lr.png").read_bytes())
+    result = CliRunner().invoke(main, ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"),
+                                       "-e", str(bundle)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("error: ") and "0.0.1" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_build_options_fail_before_any_work(tmp_path):
+    runner = CliRunner()
+    for args, words in ((["--steps", "0"], "at least 1"), (["--steps", "2", "--timesteps", "300"], "--steps is 2"),
+                        (["--tile", "0"], "tile")):
+        result = runner.invoke(main, ["build", *args, "-o", str(tmp_path / "b")])
+        assert result.exit_code == 1 and words in result.output, result.output
+        assert not (tmp_path / "b").exists()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from sr_export.cli import main; main()", *args]
+
+
+def test_a_killed_build_leaves_no_bundle_and_a_rerun_succeeds(tiny_checkpoints, tmp_path):
+    sd, pth, yaml = tiny_checkpoints
+    env = {**os.environ, "SR_EXPORT_CACHE": str(tmp_path / "cache")}  # a cold cache: the export runs
+    final = tmp_path / "engines" / "killed"
+    args = ["build", "--steps", "1", "--tile", "16", "--sd-turbo", str(sd), "--noise-predictor", str(pth),
+            "--noise-predictor-config", str(yaml), "--backend", "onnxruntime-cpu", "-o", str(final)]
+    proc = subprocess.Popen(_cli(*args), stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=tmp_path)
+    for line in proc.stderr:  # kill it in the middle of the export
+        if "[2/4] exporting" in line:
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not final.exists()
+    with pytest.raises(SRError, match="does not exist"):
+        Upscaler.from_bundle(final)
+    rerun = subprocess.run(_cli(*args), capture_output=True, text=True, env=env, cwd=tmp_path,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert Upscaler.from_bundle(final).manifest.pipeline.tile == 16
+    leftovers = [p.name for p in final.parent.iterdir() if p != final]
+    assert leftovers == []  # the stale partial folder of the killed run is gone
+
+
+def test_the_demo_default_end_to_end(tmp_path, monkeypatch):
+    """The README's main command: no checkpoints anywhere -> the demo model, built and used."""
+    for name in ("SR_EXPORT_SD_TURBO", "SR_EXPORT_NOISE_PREDICTOR", "HF_HUB_CACHE", "HF_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(main, ["build", "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    bundle = Path("engines/invsr-demo-s1-onnxruntime-cpu-fp32")
+    assert "DEMO" in result.output and (bundle / MANIFEST_NAME).is_file()
+    from sr_runtime.images import read_image, write_image
+
+    write_image(tmp_path / "lr.png", make_image(48, 64, seed=9))
+    result = runner.invoke(main, ["upscale", "lr.png", "-o", "sr.png", "-e", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "sr.png").pixels.shape == (192, 256, 3)
+    assert Upscaler.from_bundle(bundle).demo
