@@ -137,7 +137,8 @@ def _open_bundle(bundle: Path):
 
     upscaler = Upscaler.from_bundle(bundle)
     m = upscaler.manifest
-    click.echo(f"bundle {bundle}: {m.backend} {m.precision}, {m.pipeline.steps} step(s), tile {m.pipeline.tile}", err=True)
+    steps = f", {m.pipeline.steps} step(s)" if m.pipeline.timesteps else ""
+    click.echo(f"bundle {bundle}: {m.pipeline.family} {m.backend} {m.precision}{steps}, tile {m.pipeline.tile}", err=True)
     return upscaler  # a demo bundle is announced by the runtime's own warning
 
 
@@ -162,7 +163,28 @@ def _torch_reference(sd_turbo, noise_predictor, noise_predictor_config, steps, t
     return InvSRReference(components, schedule, device=device, dtype=DTYPES[dtype])
 
 
+# --model values: InvSR, and the RRDBNet family's checkpoint layouts (sr_export.rrdbnet_source.MODELS).
+MODELS = ("invsr", "realesrgan", "bsrgan")
+INVSR_BUILD_OPTIONS = ("steps", "timesteps", "sd_turbo", "noise_predictor", "noise_predictor_config")
+
+
+def _given(names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` that the command line set (not left at their defaults)."""
+    ctx = click.get_current_context()
+    return [n for n in names if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)]
+
+
+def _option_names(names) -> str:
+    return ", ".join("--" + n.replace("_", "-") for n in names)
+
+
 @main.command()
+@click.option("--model", type=click.Choice(MODELS), default="invsr", show_default=True,
+              help="invsr (diffusion), realesrgan (RealESRGAN_x4plus.pth) or bsrgan (BSRGAN.pth).")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="realesrgan / bsrgan: the .pth (default ./weights/<official name>, else a demo model).")
+@click.option("--overlap", type=int, default=None,
+              help="realesrgan / bsrgan: LR px of context around each tile, cropped from its output (default 16).")
 @click.option("--steps", type=int, default=1, show_default=True, help="Number of sampling steps (1-5, or any with --timesteps).")
 @click.option("--timesteps", multiple=True, help="Descending timesteps, e.g. '200,100' (default: the official set).")
 @click.option("--sd-turbo", type=click.Path(path_type=Path), help="SD-Turbo diffusers folder or hub cache.")
@@ -176,26 +198,43 @@ def _torch_reference(sd_turbo, noise_predictor, noise_predictor_config, steps, t
 @click.option("--tile", type=int, default=128, show_default=True, help="LR tile size the engines are built for.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Tiles per engine call (max batch of the engines).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Bundle folder (default engines/<model>-s<N>-<backend>-<precision>).")
-def build(steps, timesteps, sd_turbo, noise_predictor, noise_predictor_config, backend, precision, tile, batch, output):
-    """Export InvSR to ONNX and build an engine bundle.
+              help="Bundle folder (default engines/<model>[-s<N>]-<backend>-<precision>).")
+def build(model, checkpoint, overlap, steps, timesteps, sd_turbo, noise_predictor, noise_predictor_config, backend,
+          precision, tile, batch, output):
+    """Export a model to ONNX and build an engine bundle.
 
-    Without checkpoint options it looks in the Hugging Face cache and ./weights; if nothing is
+    Without checkpoint options it looks in the Hugging Face cache (InvSR) and ./weights; if nothing is
     found it builds the built-in demo model (random weights, outputs not meaningful).
     """
-    from sr_runtime.upscale import check_tile
-
     from .build.bundle_builder import BuildOptions, build_bundle
     from .build.select import select_backend
-    from .schedule import resolve_timesteps
-    from .sources import resolve_source
 
-    cli_timesteps = resolve_timesteps(steps, parse_timesteps(timesteps))
-    check_tile(tile)  # before any heavy work
-    select_backend(backend)  # fails at once when the asked-for backend is unusable here
     report = _echo
-    source = resolve_source(sd_turbo, noise_predictor, noise_predictor_config, report=report)
-    opts = BuildOptions(steps=len(cli_timesteps), cli_timesteps=cli_timesteps, backend=backend,
+    if model == "invsr":
+        from sr_runtime.upscale import check_tile
+
+        from .schedule import resolve_timesteps
+        from .sources import resolve_source
+
+        if misplaced := _given(("checkpoint", "overlap")):
+            raise SRError(f"{_option_names(misplaced)}: RRDBNet options; InvSR takes --sd-turbo and --noise-predictor")
+        cli_timesteps = resolve_timesteps(steps, parse_timesteps(timesteps))
+        check_tile(tile)  # before any heavy work
+        select_backend(backend)  # fails at once when the asked-for backend is unusable here
+        source = resolve_source(sd_turbo, noise_predictor, noise_predictor_config, report=report)
+    else:
+        from sr_runtime.crop_tiling import check_overlap
+
+        from .rrdbnet_source import DEFAULT_OVERLAP, resolve_rrdbnet_source
+
+        if misplaced := _given(INVSR_BUILD_OPTIONS):
+            raise SRError(f"{_option_names(misplaced)}: InvSR options; {model} takes --checkpoint")
+        overlap = DEFAULT_OVERLAP if overlap is None else overlap
+        check_overlap(tile, overlap)
+        select_backend(backend)
+        source = resolve_rrdbnet_source(model, checkpoint, overlap, report=report)
+        cli_timesteps = ()  # a feed-forward network: no schedule
+    opts = BuildOptions(steps=len(cli_timesteps), cli_timesteps=tuple(cli_timesteps), backend=backend,
                         precision=precision, tile=tile, batch=batch, output=output)
     path = build_bundle(source, opts, report=report)
     if source.demo:
@@ -221,10 +260,13 @@ def inspect(bundle, verify):
         f"bundle      {bundle}{'   (DEMO: random weights, outputs not meaningful)' if m.demo else ''}",
         f"built by    sr-export {m.tool_version} on {m.created}",
         f"backend     {m.backend} {m.backend_version}, precision {m.precision}",
-        f"model       {p.family}, x{p.scale}, tile {p.tile}, batch {p.batch}",
-        f"timesteps   {p.cli_timesteps}  (t = {p.timesteps})",
-        f"sigmas      {[round(s, 6) for s in p.sigmas]}",
+        f"model       {p.family}, x{p.scale}, tile {p.tile}, batch {p.batch}"
+        + (f", overlap {p.overlap}" if p.overlap else ""),
     ]
+    if p.timesteps:
+        lines += [f"timesteps   {p.cli_timesteps}  (t = {p.timesteps})", f"sigmas      {[round(s, 6) for s in p.sigmas]}"]
+    if m.precision_fallback:
+        lines.append(f"precision   {m.precision}: {m.precision_fallback}")
     for name, g in m.graphs.items():
         ins = ", ".join(f"{t.name}{tuple(t.shape)}:{t.dtype}" for t in g.inputs)
         lines.append(f"graph       {name:16s} {g.file} ({g.size / 2**20:.1f} MiB)  in: {ins}")
@@ -238,3 +280,47 @@ def inspect(bundle, verify):
 
         verify_bundle(bundle)
         click.echo("verify      all engine files match their sha256")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: runtime and parameter reports."""
+
+
+@bench.command()
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--backends", multiple=True,
+              help="Only these: eager, compile, onnxruntime-cpu, onnxruntime-cuda, tensorrt (default: all usable).")
+@click.option("--methods", multiple=True, help="Only these rows, e.g. InvSR-1 (default: all).")
+@click.option("--runs", type=int, default=3, show_default=True, help="Timed runs per measurement.")
+@click.option("--warmup", type=int, default=1, show_default=True)
+@click.option("--large/--no-large", default=None, help="Also time a 512 -> 2048 image (default: on GPU only).")
+@click.option("--batch", type=int, default=4, show_default=True, help="Tiles per call for the large image.")
+@click.option("--sd-turbo", type=click.Path(path_type=Path), help="Real checkpoints instead of random weights.")
+@click.option("--noise-predictor", type=click.Path(path_type=Path))
+@click.option("--noise-predictor-config", type=click.Path(path_type=Path))
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=Path("bench-report"), show_default=True)
+def table7(device, backends, methods, runs, warmup, large, batch, sd_turbo, noise_predictor, noise_predictor_config,
+           report_dir):
+    """The InvSR paper's Table 7 (x4, 128 -> 512): params and runtime, every backend side by side."""
+    from .bench.registry import families
+    from .bench.report import write_report
+    from .bench.table7 import METHODS, BenchSettings, run_table7
+
+    known = {m.name for m in METHODS}
+    if unknown := [m for m in methods if m not in known]:
+        raise SRError(f"unknown method(s) {', '.join(unknown)}; Table 7 has {', '.join(sorted(known))}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SRError("--device cuda asked for, but this torch has no usable CUDA device")
+    if runs < 1 or warmup < 0:
+        raise SRError("--runs must be at least 1 and --warmup at least 0")
+    settings = BenchSettings(device=device, runs=runs, warmup=warmup, backends=tuple(backends) or None,
+                             methods=tuple(methods) or None, large=device == "cuda" if large is None else large,
+                             batch=batch)
+    found = families(sd_turbo, noise_predictor, noise_predictor_config, report=_echo)
+    data = run_table7(found, settings, report=_echo)
+    for path in write_report(data, report_dir):
+        click.echo(str(path))

@@ -2,7 +2,8 @@
 shape profiles. Export, engine builds, the manifest and the parity tests all read these specs.
 
 Symbolic dimensions: ``batch`` (tiles per call), ``tile`` (LR tile side P), ``latent`` (P/2, the
-latent side for x4 with the SD VAE's factor 8), ``image`` (4P), ``tokens`` (77) and ``embed``.
+latent side for x4 with the SD VAE's factor 8), ``image`` (4P), ``tokens`` (77) and ``embed``;
+RRDBNet's graph is dynamic in ``height`` / ``width`` with output ``out_height`` / ``out_width`` (x4).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sr_runtime.upscale import LATENT_CHANNELS, SCALE, VAE_FACTOR
 from .stages import NoisePredictorStage, UNetStep, VAEDecoderStage, VAEEncoderStage
 
 TOKENS = 77
-DYNAMIC_DIMS = ("batch", "tile", "latent", "image")
+DYNAMIC_DIMS = ("batch", "tile", "latent", "image", "height", "width", "out_height", "out_width")
 
 
 @dataclass(frozen=True)
@@ -126,3 +127,20 @@ VAE_DECODER = GraphSpec(
 
 # In the order the runtime runs them.
 INVSR_GRAPHS: tuple[GraphSpec, ...] = (VAE_ENCODER, NOISE_PREDICTOR, UNET_STEP, VAE_DECODER)
+
+
+def rrdbnet_sizes(batch: int, tile: int) -> dict[str, int]:
+    """The RRDBNet runtime feeds square tiles of the bundle's tile size (images are padded up to it)."""
+    return {"batch": batch, "height": tile, "width": tile, "out_height": tile * SCALE, "out_width": tile * SCALE}
+
+
+# Real-ESRGAN / BSRGAN: one feed-forward network; the ONNX graph is exactly the torch module (no clamp,
+# so an fp16 overflow stays visible in the output; the runtime clamps to [0, 1]).
+RRDBNET = GraphSpec(
+    name="rrdbnet",
+    inputs=(TensorSpec("lr", ("batch", 3, "height", "width")),),
+    outputs=(TensorSpec("image", ("batch", 3, "out_height", "out_width")),),
+    make_module=lambda model: model,  # the source's components are the RRDBNet itself
+    description="LR RGB in [0, 1] -> RRDBNet x4 -> SR RGB (unclamped)",
+)
+RRDBNET_GRAPHS: tuple[GraphSpec, ...] = (RRDBNET,)

@@ -87,15 +87,22 @@ def optimize_onnx(src: Path, path: Path) -> None:
     onnx.shape_inference.infer_shapes_path(str(path), str(path))
 
 
-def export_graph(spec: GraphSpec, components, precision: str, path: Path, tile: int, opset: int = OPSET) -> Path:
+def export_graph(
+    spec: GraphSpec, components, precision: str, path: Path, tile: int, opset: int = OPSET,
+    dims: dict[str, int] | None = None,
+) -> Path:
     """Exports one stage to ``path``, traced at batch 1 and the build's tile size.
+
+    ``dims``: the symbolic dimensions' values for the traced sample; by default InvSR's, whose
+    embedding width comes from its text encoder.
 
     ``path`` should lie in a folder that the caller renames into place when complete: the
     external-data file name is recorded inside the model, so the file itself is never renamed.
     """
-    embed = int(components.sd_turbo.text_encoder.config.hidden_size)
+    if dims is None:
+        dims = sizes(batch=1, tile=tile, embed=int(components.sd_turbo.text_encoder.config.hidden_size))
     module = module_for_precision(spec, components, precision)
-    sample = spec.sample_inputs(sizes(batch=1, tile=tile, embed=embed), precision)
+    sample = spec.sample_inputs(dims, precision)
     # The exporter may scatter one external-data file per tensor: keep those in a scratch folder.
     raw = path.parent / f".raw-{spec.name}"
     raw.mkdir(parents=True, exist_ok=True)
@@ -116,3 +123,29 @@ def export_graph(spec: GraphSpec, components, precision: str, path: Path, tile: 
     shutil.rmtree(raw)
     log.info("exported %s (%s) to %s", spec.name, precision, path)
     return path
+
+
+FP16_MAX = 65504.0
+
+
+def fp16_overflow(path: Path, spec: GraphSpec, dims: dict[str, int]) -> str | None:
+    """Runs an fp16 graph on its sample input with ONNX Runtime (CPU): why its output is unusable
+    (non-finite values, or beyond fp16's range), or None when it is fine.
+
+    Activations that outgrow fp16 become inf inside the engine; the output shows it, so checking the
+    output on a plausible input catches weights that need fp32 (docs/other-models.md: "fp16 black images").
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {t.name: v.numpy() for t, v in zip(spec.inputs, spec.sample_inputs(dims, "fp16"), strict=True)}
+    for name, value in zip((o.name for o in session.get_outputs()), session.run(None, feed), strict=True):
+        value = np.asarray(value, dtype=np.float32)
+        bad = int(np.count_nonzero(~np.isfinite(value)))
+        if bad:
+            return f"{spec.name}.{name} has {bad} non-finite values in fp16"
+        peak = float(np.abs(value).max(initial=0.0))
+        if peak > FP16_MAX:
+            return f"{spec.name}.{name} reaches |x| = {peak:.6g}, beyond fp16's {FP16_MAX:g}"
+    return None

@@ -11,6 +11,7 @@ from sr_runtime.bundle_check import sha256_file
 from sr_runtime.version import TOOL_VERSION
 
 from .bundle import atomic_folder
+from .families import FamilyBuild, invsr_build
 from .locate import find_checkpoints
 from .reference import InvSRComponents, load_components
 
@@ -36,6 +37,10 @@ class ModelSource:
     def fingerprint(self) -> str:
         """Identifies the weights (and config) for the ONNX cache."""
         return json.dumps({"checkpoints": self.checkpoints, "np_config": self.noise_predictor_config}, sort_keys=True)
+
+    def plan_build(self, opts, report) -> FamilyBuild:
+        """What InvSR adds to a bundle: schedule, prompt embeddings, four graphs."""
+        return invsr_build(self, opts, report)
 
 
 def _hashes(folder: Path, files: list[Path]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from .locate import NOISE_PREDICTOR_FILE
-from .models.noise_predictor import TINY_CONFIG, build_noise_predictor
+from .models.noise_predictor import OFFICIAL_CONFIG, TINY_CONFIG, build_noise_predictor
 from .models.sd_turbo import HUB_REPO_FOLDER, POSITIVE_PROMPT
 
 NOISE_PREDICTOR_TARGET = "diffusers.models.autoencoders.NoisePredictor"  # the official model_start.target
@@ -128,6 +128,32 @@ TINY_TEXT_ENCODER = {
     "pad_token_id": 1,
 }
 
+# The released widths (docs/invsr-inference.md section 3) with random weights, for benchmarks: latency
+# does not depend on weight values. The text encoder keeps OpenCLIP-H's width (what the UNet attends to)
+# but one layer: it only makes the prompt embedding that bundles store, and is never timed.
+FULL_UNET = {
+    **TINY_UNET,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "layers_per_block": 2,
+    "attention_head_dim": [5, 10, 20, 20],
+    "cross_attention_dim": 1024,
+    "norm_num_groups": 32,
+}
+FULL_VAE = {**TINY_VAE, "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "norm_num_groups": 32}
+BENCH_TEXT_ENCODER = {
+    **TINY_TEXT_ENCODER,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 16,
+    "projection_dim": 1024,
+}
+# size -> (UNet, VAE, text encoder, noise predictor) configs
+SIZES = {
+    "tiny": (TINY_UNET, TINY_VAE, TINY_TEXT_ENCODER, TINY_CONFIG),
+    "full": (FULL_UNET, FULL_VAE, BENCH_TEXT_ENCODER, OFFICIAL_CONFIG),
+}
+
 
 def _added_token(content: str) -> dict[str, Any]:
     return {"content": content, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
@@ -155,35 +181,36 @@ TOKENIZER_CONFIG = {
 }
 
 
-def write_tiny_sd_turbo(folder: Path, seed: int = 0, hub_layout: bool = False) -> Path:
-    """A tiny SD-Turbo as a diffusers folder at ``folder``, or with ``hub_layout`` as a Hugging Face
-    cache ``folder/models--stabilityai--sd-turbo/{blobs,refs,snapshots}``; returns ``folder``."""
+def write_tiny_sd_turbo(folder: Path, seed: int = 0, hub_layout: bool = False, size: str = "tiny") -> Path:
+    """A tiny (or, with ``size="full"``, full-width) SD-Turbo as a diffusers folder at ``folder``, or with
+    ``hub_layout`` as a Hugging Face cache ``folder/models--stabilityai--sd-turbo/{blobs,refs,snapshots}``;
+    returns ``folder``."""
     folder = Path(folder)
     if not hub_layout:
-        _write_diffusers_folder(folder, seed)
+        _write_diffusers_folder(folder, seed, size)
         return folder
     repo = folder / HUB_REPO_FOLDER
     revision = hashlib.sha1(f"tiny-sd-turbo-seed{seed}".encode()).hexdigest()
     snapshot = repo / "snapshots" / revision
-    _write_diffusers_folder(snapshot, seed)
+    _write_diffusers_folder(snapshot, seed, size)
     _move_into_blobs(snapshot, repo / "blobs")
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / "main").write_text(revision)  # the hub writes the bare hash, no newline
     return folder
 
 
-def _write_diffusers_folder(folder: Path, seed: int) -> None:
+def _write_diffusers_folder(folder: Path, seed: int, size: str) -> None:
+    unet_config, vae_config, text_config, _ = SIZES[size]
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / "model_index.json", MODEL_INDEX)
     _write_json(folder / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
     vocab_size = _write_tokenizer(folder / "tokenizer")
     torch.manual_seed(seed)
-    UNet2DConditionModel(**TINY_UNET).save_pretrained(folder / "unet")
+    UNet2DConditionModel(**unet_config).save_pretrained(folder / "unet")
     torch.manual_seed(seed)
-    AutoencoderKL(**TINY_VAE).save_pretrained(folder / "vae")
+    AutoencoderKL(**vae_config).save_pretrained(folder / "vae")
     torch.manual_seed(seed)
-    text_config = CLIPTextConfig(vocab_size=vocab_size, **TINY_TEXT_ENCODER)
-    CLIPTextModel(text_config).save_pretrained(folder / "text_encoder")
+    CLIPTextModel(CLIPTextConfig(vocab_size=vocab_size, **text_config)).save_pretrained(folder / "text_encoder")
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -244,9 +271,10 @@ def _move_into_blobs(snapshot: Path, blobs: Path) -> None:
 
 
 def write_tiny_noise_predictor(
-    folder: Path, seed: int = 0, wrapper: str = "state_dict", config_format: str = "official"
+    folder: Path, seed: int = 0, wrapper: str = "state_dict", config_format: str = "official", size: str = "tiny"
 ) -> tuple[Path, Path]:
-    """``noise_predictor_sd_turbo_v5.pth`` with TINY_CONFIG weights and its config file in ``folder``.
+    """``noise_predictor_sd_turbo_v5.pth`` with random TINY_CONFIG (or, ``size="full"``, OFFICIAL_CONFIG)
+    weights and its config file in ``folder``.
 
     ``wrapper``: one of NOISE_PREDICTOR_KEY_PREFIXES. ``config_format``: "official" (the sampler YAML,
     params under model_start), "flat_yaml" or "flat_json" (the params alone).
@@ -261,16 +289,17 @@ def write_tiny_noise_predictor(
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     prefix = NOISE_PREDICTOR_KEY_PREFIXES[wrapper]
-    state = {prefix + key: value for key, value in build_noise_predictor(TINY_CONFIG).state_dict().items()}
+    np_config = SIZES[size][3]
+    state = {prefix + key: value for key, value in build_noise_predictor(np_config).state_dict().items()}
     checkpoint = folder / NOISE_PREDICTOR_FILE
     torch.save({"state_dict": state} if wrapper == "state_dict" else state, checkpoint)
     config = folder / NOISE_PREDICTOR_CONFIG_FORMATS[config_format]
-    _write_noise_predictor_config(config, config_format)
+    _write_noise_predictor_config(config, config_format, np_config)
     return checkpoint, config
 
 
-def _write_noise_predictor_config(path: Path, config_format: str) -> None:
-    params = dict(TINY_CONFIG)
+def _write_noise_predictor_config(path: Path, config_format: str, np_config: dict) -> None:
+    params = dict(np_config)
     if config_format == "flat_json":
         _write_json(path, params)
         return
@@ -279,3 +308,14 @@ def _write_noise_predictor_config(path: Path, config_format: str) -> None:
         # also keeps the file independent of where it is written.
         params = {"model_start": {"target": NOISE_PREDICTOR_TARGET, "ckpt_path": None, "params": params}}
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def write_tiny_rrdbnet(
+    path: Path, layout: str = "realesrgan", seed: int = 0, wrapper: str | None = "params_ema", config=None
+) -> Path:
+    """A random-weight x4 RRDBNet (``rrdbnet.TINY_CONFIG`` unless ``config``) saved at ``path`` in the
+    file format of ``layout``: "realesrgan" ({'params_ema': sd} by default) or "bsrgan" (pass wrapper=None)."""
+    from .models.rrdbnet import TINY_CONFIG, RRDBNet, save_checkpoint
+
+    torch.manual_seed(seed)
+    return save_checkpoint(RRDBNet(config or TINY_CONFIG), path, layout, wrapper)

@@ -1,6 +1,7 @@
 """The engine bundle's manifest: the only contract between the export side and the runtime.
 
-A bundle folder holds ``manifest.json``, ``prompt_embeds.npy`` and one engine file per graph.
+A bundle folder holds ``manifest.json``, one engine file per graph and the files its model family
+needs (InvSR: ``prompt_embeds.npy``).
 The manifest is written last (and the folder renamed into place), so a folder with a manifest is
 complete; the runtime still checks every file it names.
 """
@@ -55,17 +56,23 @@ class GraphInfo:
 
 @dataclass
 class PipelineInfo:
-    family: str  # "invsr"
+    """The common fields come first; the rest belong to one family and default to empty for the others
+    (each runtime family checks its own in ``sr_runtime.family.Family.__init__``)."""
+
+    family: str  # "invsr" or "rrdbnet": picks the runtime chain
     scale: int
     tile: int
     batch: int
-    latent_channels: int
-    latent_scale: float
-    cli_timesteps: list[int]
-    timesteps: list[float]  # t_i = T_i - 1, fed to the networks
-    sigmas: list[float]  # N + 1 values, the last one is the final σ
-    prompt: str
-    embed_shape: list[int]
+    # InvSR
+    latent_channels: int = 0
+    latent_scale: float = 0.0
+    cli_timesteps: list[int] = field(default_factory=list)
+    timesteps: list[float] = field(default_factory=list)  # t_i = T_i - 1, fed to the networks
+    sigmas: list[float] = field(default_factory=list)  # N + 1 values, the last one is the final σ
+    prompt: str = ""
+    embed_shape: list[int] = field(default_factory=list)
+    # RRDBNet: LR px of context kept on each side of a tile's output (overlap-crop tiling)
+    overlap: int = 0
 
     @property
     def steps(self) -> int:
@@ -95,6 +102,8 @@ class Manifest:
     checkpoints: dict[str, dict]  # name -> {"path": ..., "sha256": ...} or {"files": {rel: sha}}
     target: TargetInfo | None = None  # TensorRT only
     created: str = ""
+    # Why the engines are fp32 although fp16 was asked for (fp16 overflowed on the sample input); None otherwise.
+    precision_fallback: str | None = None
     format: str = BUNDLE_FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -145,7 +154,7 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
         raise SRError(f"{path}: unknown backend {manifest.backend!r} (this runtime knows {', '.join(BACKENDS)})")
     if manifest.precision not in PRECISIONS:
         raise SRError(f"{path}: unknown precision {manifest.precision!r} (this runtime knows {', '.join(PRECISIONS)})")
-    if problem := _pipeline_problem(manifest.pipeline):
+    if problem := pipeline_problem(manifest.pipeline):
         raise SRError(f"{path} is malformed ({problem}); rebuild the bundle")
     for name, graph in manifest.graphs.items():
         for record in graph.files():
@@ -154,16 +163,22 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
             file = Path(bundle) / record.file
             if not file.is_file() or file.stat().st_size != record.size:
                 raise SRError(f"bundle {bundle}: {record.file} of graph {name} is missing or truncated; rebuild it")
-    if not (Path(bundle) / PROMPT_EMBEDS_NAME).is_file():
-        raise SRError(f"bundle {bundle}: {PROMPT_EMBEDS_NAME} is missing; rebuild it")
     return manifest
 
 
-def _pipeline_problem(p: PipelineInfo) -> str | None:
+def pipeline_problem(p: PipelineInfo) -> str | None:
+    """What is wrong with the fields every family has; families check their own fields on top."""
+    if p.tile < 1 or p.batch < 1 or p.scale < 1:
+        return f"tile {p.tile}, batch {p.batch} and scale {p.scale} must be positive"
+    if p.overlap < 0:
+        return f"overlap {p.overlap} is negative"
+    return None
+
+
+def schedule_problem(p: PipelineInfo) -> str | None:
+    """InvSR's: a non-empty schedule with one more sigma than timesteps."""
     if p.steps < 1:
         return "no timesteps"
     if len(p.sigmas) != p.steps + 1:
         return f"{p.steps} timesteps need {p.steps + 1} sigmas, it has {len(p.sigmas)}"
-    if p.tile < 1 or p.batch < 1 or p.scale < 1:
-        return f"tile {p.tile}, batch {p.batch} and scale {p.scale} must be positive"
     return None

@@ -1,7 +1,8 @@
 """The runtime's entry point: open an engine bundle and upscale images by chaining its engines.
 
-Per tile batch: vae_encoder -> noise_predictor -> unet_step x N -> vae_decoder, with every constant
-(timesteps, sigmas, prompt embeddings) taken from the bundle, never recomputed here.
+The manifest's ``pipeline.family`` picks the chain (``FAMILIES``). InvSR, per tile batch:
+vae_encoder -> noise_predictor -> unet_step x N -> vae_decoder, with every constant (timesteps,
+sigmas, prompt embeddings) taken from the bundle, never recomputed here. RRDBNet: sr_runtime.rrdbnet.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from .backends import backend_for
-from .backends.base import REBUILD_HINT, Call, ChainPlan, RuntimeOptions, TileChain
+from .backends.base import REBUILD_HINT, Call, ChainPlan, EngineSession, RuntimeOptions, TileChain
 from .errors import SRError
-from .manifest import PROMPT_EMBEDS_NAME, Manifest, read_manifest
+from .family import Family, check_graph_io
+from .manifest import MANIFEST_NAME, PROMPT_EMBEDS_NAME, Manifest, read_manifest, schedule_problem
+from .rrdbnet import RRDBNetFamily
 from .upscale import LATENT_CHANNELS, SCALE, UpscaleSettings, latent_shape, upscale_array
 from .version import TOOL_VERSION
 
@@ -79,21 +82,15 @@ def check_invsr_bundle(manifest: Manifest) -> None:
             f"the bundle is a {p.family} x{p.scale} model with {p.latent_channels} latent channels; this runtime "
             f"runs {FAMILY} x{SCALE} with {LATENT_CHANNELS}"
         )
-    for call in invsr_calls(p.steps):
-        graph = manifest.graphs.get(call.graph)
-        if graph is None:
-            raise SRError(f"the bundle has no {call.graph} graph; {REBUILD_HINT}")
-        have = ({t.name for t in graph.inputs}, {t.name for t in graph.outputs})
-        want = (set(call.inputs), set(call.outputs))
-        if have != want:
-            raise SRError(
-                f"graph {call.graph} has inputs {sorted(have[0])} and outputs {sorted(have[1])}, the runtime binds "
-                f"{sorted(want[0])} and {sorted(want[1])}; {REBUILD_HINT}"
-            )
+    if problem := schedule_problem(p):
+        raise SRError(f"the bundle's {MANIFEST_NAME} is malformed ({problem}); rebuild the bundle")
+    check_graph_io(manifest, invsr_calls(p.steps))
 
 
 def load_prompt_embeds(bundle: Path, manifest: Manifest) -> np.ndarray:
     path = bundle / PROMPT_EMBEDS_NAME
+    if not path.is_file():
+        raise SRError(f"bundle {bundle}: {PROMPT_EMBEDS_NAME} is missing; rebuild it")
     try:
         embeds = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -104,12 +101,57 @@ def load_prompt_embeds(bundle: Path, manifest: Manifest) -> np.ndarray:
     return embeds.astype(np.float32)
 
 
+class InvSRFamily(Family):
+    name = FAMILY
+    feeds = FEEDS
+
+    def __init__(self, bundle: Path, manifest: Manifest):
+        super().__init__(bundle, manifest)
+        check_invsr_bundle(manifest)
+        self.prompt_embeds = load_prompt_embeds(self.bundle, manifest)
+
+    def plan(self, batch: int) -> ChainPlan:
+        return invsr_plan(self.manifest, self.prompt_embeds, batch)
+
+    def upscale(
+        self,
+        image: np.ndarray,
+        chain: TileChain,
+        color_fix: str | None = None,
+        seed: int | None = None,
+        on_tiles_done: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        p = self.manifest.pipeline
+
+        def run_tiles(lr: np.ndarray, predictor_noise: np.ndarray, vae_noise: np.ndarray) -> np.ndarray:
+            feeds = {"lr": lr, "predictor_noise": predictor_noise, "vae_noise": vae_noise}
+            return np.asarray(chain(feeds), dtype=np.float32)
+
+        settings = UpscaleSettings(tile=p.tile, batch=p.batch, color_fix=color_fix, seed=seed)
+        return upscale_array(image, run_tiles, settings, p.steps, on_tiles_done)
+
+
+# manifest pipeline.family -> its chain
+FAMILIES: dict[str, type[Family]] = {InvSRFamily.name: InvSRFamily, RRDBNetFamily.name: RRDBNetFamily}
+
+
+def family_for(bundle: Path, manifest: Manifest) -> Family:
+    cls = FAMILIES.get(manifest.pipeline.family)
+    if cls is None:
+        raise SRError(
+            f"the bundle holds a {manifest.pipeline.family!r} model; this runtime runs {', '.join(FAMILIES)}"
+        )
+    return cls(bundle, manifest)
+
+
 class Upscaler:
     """x4 super-resolution with an engine bundle."""
 
-    def __init__(self, manifest: Manifest, chain: TileChain):
+    def __init__(self, manifest: Manifest, chain: TileChain, sessions: dict[str, EngineSession], family: Family):
         self.manifest = manifest
         self._chain = chain
+        self.sessions = sessions  # one per graph: benchmarks time them one by one
+        self._family = family
 
     @classmethod
     def from_bundle(
@@ -120,26 +162,29 @@ class Upscaler:
         manifest = read_manifest(bundle, TOOL_VERSION)
         engine_backend = backend_for(backend or manifest.backend, options)
         engine_backend.check(manifest)
-        check_invsr_bundle(manifest)
-        embeds = load_prompt_embeds(bundle, manifest)
+        family = family_for(bundle, manifest)
         if manifest.demo:
             log.warning("%s is a DEMO bundle (random weights): its outputs are NOT meaningful", bundle)
         sessions = engine_backend.open(bundle, manifest)
-
-        @lru_cache(maxsize=4)  # a full batch and the last, partial one
-        def plans(batch: int) -> ChainPlan:
-            return invsr_plan(manifest, embeds, batch)
-
-        return cls(manifest, engine_backend.chain(sessions, plans, manifest.pipeline.batch))
+        plans = lru_cache(maxsize=4)(family.plan)  # a full batch and the last, partial one
+        return cls(manifest, engine_backend.chain(sessions, plans, manifest.pipeline.batch), sessions, family)
 
     @property
     def demo(self) -> bool:
         return self.manifest.demo
 
-    def run_tiles(self, lr: np.ndarray, predictor_noise: np.ndarray, vae_noise: np.ndarray) -> np.ndarray:
-        """LR tiles (n,3,P,P) in [0,1] and their noises -> SR tiles (n,3,4P,4P) float32; n <= the bundle's batch."""
-        feeds = {"lr": lr, "predictor_noise": predictor_noise, "vae_noise": vae_noise}
-        return np.asarray(self._chain(feeds), dtype=np.float32)
+    @property
+    def family(self) -> str:
+        return self._family.name
+
+    def run_tiles(self, lr: np.ndarray, *noises: np.ndarray) -> np.ndarray:
+        """LR tiles (n,3,P,P) in [0,1] (InvSR: and the predictor and VAE noises) -> SR tiles (n,3,4P,4P)
+        float32, unclamped; n <= the bundle's batch."""
+        arrays = (lr, *noises)
+        if len(arrays) != len(self._family.feeds):
+            raise SRError(f"a {self.family} bundle takes {', '.join(self._family.feeds)} per tile batch, "
+                          f"got {len(arrays)} arrays")
+        return np.asarray(self._chain(dict(zip(self._family.feeds, arrays, strict=True))), dtype=np.float32)
 
     def upscale(
         self,
@@ -148,9 +193,8 @@ class Upscaler:
         seed: int | None = None,
         on_tiles_done: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """``image`` (H,W,3) float32 in [0,1] -> (4H,4W,3) float32 in [0,1]."""
+        """``image`` (H,W,3) float32 in [0,1] -> (4H,4W,3) float32 in [0,1]; ``color_fix`` and ``seed``
+        are InvSR's (other families refuse them)."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise SRError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-        p = self.manifest.pipeline
-        settings = UpscaleSettings(tile=p.tile, batch=p.batch, color_fix=color_fix, seed=seed)
-        return upscale_array(image, self.run_tiles, settings, p.steps, on_tiles_done)
+        return self._family.upscale(image, self._chain, color_fix, seed, on_tiles_done)

@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from sr_runtime.bundle_check import sha256_file
 from sr_runtime.errors import SRError
-from sr_runtime.manifest import PROMPT_EMBEDS_NAME, FileRecord, GraphInfo, Manifest, PipelineInfo, TensorInfo
-from sr_runtime.upscale import LATENT_CHANNELS, SCALE, check_tile
+from sr_runtime.manifest import FileRecord, GraphInfo, Manifest, TensorInfo
 from sr_runtime.version import TOOL_VERSION
 
 from ..bundle import atomic_folder, link_or_copy, write_manifest
-from ..graphs import INVSR_GRAPHS, GraphSpec, sizes
-from ..models.sd_turbo import POSITIVE_PROMPT, encode_prompt
-from ..onnx_export import OPSET, export_graph
-from ..schedule import Schedule, build_schedule, resolve_timesteps
+from ..families import FamilyBuild
+from ..graphs import GraphSpec
+from ..onnx_export import OPSET, export_graph, fp16_overflow
 from ..sources import ModelSource, cache_root
 from .select import default_precision, select_backend
 
 Report = Callable[[str], None]
+log = logging.getLogger(__name__)
+FP16_CHECK = "fp16_check.json"  # in an fp16 cache folder: the overflow check's verdict
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,58 @@ def _onnx_cache_dir(source: ModelSource, precision: str, tile: int, opset: int) 
     return cache_root() / "onnx" / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def export_graphs(source: ModelSource, precision: str, tile: int, opset: int, report: Report) -> Path:
-    """The four ONNX graphs, exported once per (weights, precision, tile, opset) and then reused."""
+def export_graphs(
+    source: ModelSource, plan: FamilyBuild, precision: str, tile: int, opset: int, report: Report
+) -> Path:
+    """The family's ONNX graphs, exported once per (weights, precision, tile, opset) and then reused."""
     folder = _onnx_cache_dir(source, precision, tile, opset)
     if (folder / "complete").is_file():
         report(f"reusing cached ONNX graphs from {folder}")
         return folder
     with atomic_folder(folder) as tmp:
-        for i, spec in enumerate(INVSR_GRAPHS, 1):
-            report(f"[{i}/{len(INVSR_GRAPHS)}] exporting {spec.name} ({precision}) to ONNX")
-            export_graph(spec, source.components, precision, tmp / f"{spec.name}.onnx", tile=tile, opset=opset)
+        for i, spec in enumerate(plan.graphs, 1):
+            report(f"[{i}/{len(plan.graphs)}] exporting {spec.name} ({precision}) to ONNX")
+            export_graph(spec, source.components, precision, tmp / f"{spec.name}.onnx", tile=tile, opset=opset,
+                         dims=plan.sizes(1))
         (tmp / "complete").write_text("ok\n")
     return folder
+
+
+def _fp16_problem(folder: Path, plan: FamilyBuild) -> str | None:
+    """Why the cached fp16 graphs are unusable (overflow on their sample inputs), or None; the verdict is
+    stored beside them so a cache hit does not rerun the graphs."""
+    verdict = folder / FP16_CHECK
+    if verdict.is_file():
+        return json.loads(verdict.read_text())["problem"]
+    try:
+        import onnxruntime  # noqa: F401  (a TensorRT-only install may lack it)
+    except ImportError:
+        log.warning("onnxruntime is not installed: the fp16 graphs are not checked for overflow")
+        return None
+    problem = None
+    for spec in plan.graphs:
+        if problem := fp16_overflow(folder / f"{spec.name}.onnx", spec, plan.sizes(1)):
+            break
+    partial = folder / f"{FP16_CHECK}.partial"
+    partial.write_text(json.dumps({"problem": problem}))
+    os.replace(partial, verdict)
+    return problem
+
+
+def export_with_fallback(
+    source: ModelSource, plan: FamilyBuild, precision: str, tile: int, opset: int, report: Report
+) -> tuple[Path, str, str | None]:
+    """``export_graphs``, then for families that ask for it (``fp16_fallback``) the fp16 overflow check:
+    (ONNX folder, the precision exported, why fp16 was given up or None)."""
+    folder = export_graphs(source, plan, precision, tile, opset, report)
+    if precision != "fp16" or not plan.fp16_fallback:
+        return folder, precision, None
+    problem = _fp16_problem(folder, plan)
+    if problem is None:
+        return folder, precision, None
+    reason = f"fp16 overflows on the sample input ({problem})"
+    log.warning("%s: building fp32 engines instead", reason)
+    return export_graphs(source, plan, "fp32", tile, opset, report), "fp32", reason
 
 
 def _tensor_infos(tensors, precision: str) -> list[TensorInfo]:
@@ -84,55 +124,33 @@ def _graph_info(spec: GraphSpec, files: list[Path], precision: str, profile: dic
     )
 
 
-def _profile(spec: GraphSpec, tile: int, batch: int, embed: int) -> dict:
+def _profile(spec: GraphSpec, plan: FamilyBuild, batch: int) -> dict:
     """One profile per graph: the bundle's tile size, batch 1 .. the build's batch."""
-    return spec.profile(sizes(1, tile, embed), sizes(batch, tile, embed), sizes(batch, tile, embed))
+    return spec.profile(plan.sizes(1), plan.sizes(batch), plan.sizes(batch))
 
 
-def _pipeline_info(schedule: Schedule, source: ModelSource, opts: BuildOptions, embed_shape) -> PipelineInfo:
-    return PipelineInfo(
-        family="invsr",
-        scale=SCALE,
-        tile=opts.tile,
-        batch=opts.batch,
-        latent_channels=LATENT_CHANNELS,
-        latent_scale=source.components.latent_scale,
-        cli_timesteps=list(schedule.cli_timesteps),
-        timesteps=list(schedule.timesteps),
-        sigmas=list(schedule.sigmas),
-        prompt=POSITIVE_PROMPT,
-        embed_shape=list(embed_shape),
-    )
-
-
-def default_bundle_path(source: ModelSource, steps: int, backend: str, precision: str) -> Path:
-    return Path("engines") / f"{source.name}-s{steps}-{backend}-{precision}"
+def default_bundle_path(stem: str, backend: str, precision: str) -> Path:
+    return Path("engines") / f"{stem}-{backend}-{precision}"
 
 
 def build_bundle(source: ModelSource, opts: BuildOptions, report: Report = print) -> Path:
     backend = select_backend(opts.backend)
     precision = opts.precision or default_precision(backend)
-    check_tile(opts.tile)
     if opts.batch < 1:
         raise SRError(f"--batch must be at least 1, got {opts.batch}")
-    schedule = build_schedule(source.components.scheduler_config, resolve_timesteps(opts.steps, opts.cli_timesteps))
-    report(f"backend {backend}, precision {precision}, tile {opts.tile}, batch {opts.batch}, "
-           f"timesteps {list(schedule.cli_timesteps)}")
-    onnx_dir = export_graphs(source, precision, opts.tile, opts.opset, report)
-    import torch
-
-    with torch.inference_mode():
-        embeds = encode_prompt(source.components.sd_turbo).float().cpu().numpy()
-    final = opts.output or default_bundle_path(source, schedule.steps, backend, precision)
+    plan = source.plan_build(opts, report)  # the family's graphs, constants and files (families.py)
+    report(f"backend {backend}, precision {precision}, tile {opts.tile}, batch {opts.batch}, {plan.summary}")
+    onnx_dir, precision, fallback = export_with_fallback(source, plan, precision, opts.tile, opts.opset, report)
+    final = opts.output or default_bundle_path(plan.stem, backend, precision)
     engine_builder = _engine_builder(backend)
     with atomic_folder(final) as tmp:
         graphs = {}
-        for spec in INVSR_GRAPHS:
+        for spec in plan.graphs:
             report(f"building the {backend} engine for {spec.name}")
-            profile = _profile(spec, opts.tile, opts.batch, embeds.shape[-1])
+            profile = _profile(spec, plan, opts.batch)
             files = engine_builder(onnx_dir / f"{spec.name}.onnx", tmp, spec, profile)
             graphs[spec.name] = _graph_info(spec, files, precision, profile)
-        np.save(tmp / PROMPT_EMBEDS_NAME, embeds)
+        plan.write_files(tmp)
         write_manifest(
             tmp,
             Manifest(
@@ -141,10 +159,11 @@ def build_bundle(source: ModelSource, opts: BuildOptions, report: Report = print
                 backend_version=_backend_version(backend),
                 precision=precision,
                 demo=source.demo,
-                pipeline=_pipeline_info(schedule, source, opts, embeds.shape),
+                pipeline=plan.pipeline,
                 graphs=graphs,
                 checkpoints=source.checkpoints,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                precision_fallback=fallback,
             ),
         )
     report(f"bundle written to {final}")

@@ -1,0 +1,134 @@
+"""report.md (tables), report.json (every sample) and report.png (log-scale bars) of a table7 run."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+
+def _fmt(ms: float | None) -> str:
+    if ms is None:
+        return "–"
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.1f}"
+
+
+def _backend_names(methods: list[dict]) -> list[str]:
+    names: list[str] = []
+    for m in methods:
+        for b in m["backends"]:
+            label = f"{b['backend']} {b['precision']}"
+            if label not in names:
+                names.append(label)
+    return names
+
+
+def _by_label(m: dict) -> dict[str, dict]:
+    return {f"{b['backend']} {b['precision']}": b for b in m["backends"]}
+
+
+def render_markdown(data: dict) -> str:
+    meta, methods = data["meta"], data["methods"]
+    labels = _backend_names(methods)
+    lines = [
+        "# Table 7 reproduction: runtime and parameters (x4, 128 -> 512, batch 1)",
+        "",
+        f"{meta['date']} on **{meta['device_name']}** ({meta['device']}, {meta['cpu_count']} cores), "
+        f"{meta['runs']} timed run(s) after {meta['warmup']} warm-up; sr-export {meta['sr_export']}; "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        "",
+        "Times in ms, min / median. Ratio: PyTorch eager median / this backend's median (> 1: faster than eager).",
+        "",
+        "| method | #params (M) | paper #params (M) | paper A100 ms | "
+        + " | ".join(labels) + " |",
+        "|---" * (4 + len(labels)) + "|",
+    ]
+    for m in methods:
+        meth = m["method"]
+        cells = []
+        for label in labels:
+            b = _by_label(m).get(label)
+            if b is None:
+                cells.append("–")
+                continue
+            e = b["end_to_end"]
+            ratio = f" ({b['ratio_to_eager']:.2f}x)" if b.get("ratio_to_eager") else ""
+            cells.append(f"{_fmt(e['min_ms'])} / {_fmt(e['median_ms'])}{ratio}")
+        params = "not yet reproduced" if m["status"] != "measured" else (f"{m['params_m']:.2f}" if m["params_m"] else "–")
+        paper_params = f"{meth['paper_params_m']:.2f}" if meth["paper_params_m"] else "–"
+        lines.append(f"| {meth['name']} | {params} | {paper_params} | {_fmt(meth['paper_ms'])} | " + " | ".join(cells) + " |")
+    counted = {m["params_counts"] for m in methods if m["params_counts"]}
+    lines += ["", "What #params counts: " + "; ".join(sorted(counted)) + "."]
+    weights = {m["weights"] for m in methods if m["weights"]}
+    if weights:
+        lines.append("Weights: " + ", ".join(sorted(weights)) + " (latency does not depend on weight values).")
+    lines += ["", "## Stage breakdown (median ms per call; calls per image in brackets)", ""]
+    for m in methods:
+        for b in m["backends"]:
+            stages = ", ".join(
+                f"{name} {_fmt(statistics.median(st['samples_ms']))}" + (f" [x{st['per_image']}]" if st["per_image"] != 1 else "")
+                for name, st in b["stages"].items()
+            )
+            if stages:
+                lines.append(f"- {m['method']['name']}, {b['backend']} {b['precision']}: {stages}"
+                             + (f" ({b['note']})" if b["note"] else ""))
+    lines += ["", "## Peak memory (MiB) of the timed end-to-end runs", "",
+              "| method | backend | host peak RSS | device (torch allocator) |", "|---|---|---|---|"]
+    for m in methods:
+        for b in m["backends"]:
+            lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {_fmt(b['peak_host_mib'])} | "
+                         f"{_fmt(b['peak_device_mib'])} |")
+    large = [(m, b) for m in methods for b in m["backends"] if b["large_ms"]]
+    if large:
+        lines += ["", f"## Large image: 512 -> 2048 with batched tiles (batch {meta['batch_large']})", "",
+                  "| method | backend | total ms | tiles | ms per tile |", "|---|---|---|---|---|"]
+        for m, b in large:
+            lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {_fmt(b['large_ms'])} | "
+                         f"{b['large_tiles']} | {_fmt(b['large_ms'] / max(b['large_tiles'], 1))} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def render_chart(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = data["methods"]
+    labels = ["paper (A100)"] + _backend_names(methods)
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(methods)), 5))
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        values = []
+        for m in methods:
+            if label == "paper (A100)":
+                values.append(m["method"]["paper_ms"] or 0)
+            else:
+                b = _by_label(m).get(label)
+                values.append(b["end_to_end"]["median_ms"] if b else 0)
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(methods))]
+        bars = ax.bar(xs, [v or float("nan") for v in values], width, label=label)
+        for bar, v in zip(bars, values, strict=True):
+            if v:
+                ax.annotate(_fmt(v), (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom", fontsize=7,
+                            rotation=90)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(methods)), [m["method"]["name"] for m in methods], rotation=30, ha="right")
+    ax.set_ylabel("ms per 128 -> 512 image (log)")
+    meta = data["meta"]
+    ax.set_title(f"x4 128 -> 512, batch 1: paper (A100) vs {meta['device_name']}")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(data: dict, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "report.md", folder / "report.json", folder / "report.png"]
+    paths[0].write_text(render_markdown(data))
+    paths[1].write_text(json.dumps(data, indent=1))
+    render_chart(data, paths[2])
+    return paths

@@ -1,0 +1,181 @@
+"""``sr-export bench table7``: the InvSR paper's runtime/params table (x4, 128 -> 512, batch 1),
+every backend of this machine side by side, with a stage breakdown, peak memory and tile throughput."""
+
+from __future__ import annotations
+
+import gc
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from .family import BenchFamily, Method, Runner
+from .measure import Timing, host_peak_mib, reset_host_peak, time_calls
+
+# Paper figures: Table 7 of the InvSR paper (A100, ms; #params in M as the paper counts them).
+# Params are given only where known here; InvSR-3/5 times are not in Table 7.
+METHODS: tuple[Method, ...] = (
+    Method("InvSR-1", 117, 33.84, "invsr", 1),
+    Method("InvSR-3", None, 33.84, "invsr", 3),
+    Method("InvSR-5", None, 33.84, "invsr", 5),
+    Method("RealESRGAN", 65, 16.70, "realesrgan"),
+    Method("BSRGAN", 65, 16.70, "bsrgan"),
+    Method("ResShift-4", 319, None, None, 4),
+    Method("SinSR-1", 138, None, None, 1),
+    Method("OSEDiff-1", 176, None, None, 1),
+    Method("StableSR-50", 3459, None, None, 50),
+    Method("DiffBIR-50", 7937, None, None, 50),
+    Method("SeeSR-50", 6438, None, None, 50),
+)
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    precision: str
+    end_to_end: Timing
+    stages: dict[str, dict] = field(default_factory=dict)  # name -> {"per_image": n, "samples_ms": [...]}
+    peak_host_mib: float | None = None
+    peak_device_mib: float | None = None
+    large_ms: float | None = None  # one 512 -> 2048 image
+    large_tiles: int = 0
+    note: str = ""
+
+
+@dataclass
+class MethodResult:
+    method: Method
+    params_m: float | None = None
+    params_counts: str = ""
+    weights: str = ""
+    backends: list[BackendResult] = field(default_factory=list)
+    status: str = "measured"
+
+    def eager(self) -> BackendResult | None:
+        return next((b for b in self.backends if b.backend == "eager"), None)
+
+
+@dataclass
+class BenchSettings:
+    device: str = "cpu"
+    runs: int = 3
+    warmup: int = 1
+    backends: tuple[str, ...] | None = None  # None: every backend available
+    methods: tuple[str, ...] | None = None
+    large: bool = False
+    batch: int = 4
+
+
+def _sync(device: str):
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def _device_peak_start(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _device_peak_mib(device: str, backend: str) -> float | None:
+    """torch's allocator sees only torch's memory: engines allocate outside it."""
+    if device != "cuda" or backend not in ("eager", "compile"):
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def _measure(runner: Runner, backend: str, precision: str, s: BenchSettings, stage_cache: dict, report) -> BackendResult:
+    sync = _sync(s.device)
+    for stage in runner.stages:
+        if stage.name not in stage_cache:
+            report(f"    stage {stage.name}")
+            stage_cache[stage.name] = time_calls(stage.call, sync, s.runs, s.warmup)
+    report("    end to end")
+    time_calls(runner.run, sync, 0, s.warmup)  # warm-up outside the peak-memory window of the timed runs
+    reset_host_peak()
+    _device_peak_start(s.device)
+    timing = time_calls(runner.run, sync, s.runs, 0)
+    result = BackendResult(
+        backend, precision, timing,
+        stages={st.name: {"per_image": st.per_image, "samples_ms": stage_cache[st.name].samples_ms} for st in runner.stages},
+        peak_host_mib=host_peak_mib(), peak_device_mib=_device_peak_mib(s.device, backend), note=runner.note,
+    )
+    if s.large and runner.large is not None:
+        report(f"    512 -> 2048 ({runner.large_tiles} tiles, batch {s.batch})")
+        result.large_ms = time_calls(runner.large, sync, 1, 0).samples_ms[0]
+        result.large_tiles = runner.large_tiles
+    return result
+
+
+def run_table7(families: dict[str, BenchFamily], s: BenchSettings, report=print) -> dict:
+    results = {m.name: MethodResult(m, status="measured" if m.family in families else "not yet reproduced")
+               for m in METHODS if s.methods is None or m.name in s.methods}
+    for family in families.values():
+        rows = [results[name] for name in family.methods if name in results]
+        if not rows:
+            continue
+        for row in rows:
+            count = family.params(row.method)
+            row.params_m, row.params_counts = count.millions, count.counts
+            row.weights = getattr(family, "weights", "")
+        for backend, precision in family.backends(s.device):
+            if s.backends is not None and backend not in s.backends:
+                continue
+            stage_cache: dict = {}  # stages are the same graphs for every row of a family
+            for row in rows:
+                report(f"{row.method.name} on {backend} {precision}")
+                runner = family.runner(row.method, backend, precision, s.device, s.batch)
+                row.backends.append(_measure(runner, backend, precision, s, stage_cache, report))
+                del runner
+                gc.collect()
+            family.release(backend)
+    return {"meta": _meta(s), "methods": [_as_dict(r) for r in results.values()]}
+
+
+def _as_dict(r: MethodResult) -> dict:
+    data = asdict(r)
+    eager = r.eager()
+    for b, raw in zip(r.backends, data["backends"], strict=True):
+        raw["end_to_end"] = {"samples_ms": b.end_to_end.samples_ms, "min_ms": b.end_to_end.min_ms,
+                             "median_ms": b.end_to_end.median_ms}
+        raw["ratio_to_eager"] = eager.end_to_end.median_ms / b.end_to_end.median_ms if eager else None
+    return data
+
+
+def _meta(s: BenchSettings) -> dict:
+    versions = {}
+    for name in ("torch", "onnxruntime", "onnx", "diffusers", "tensorrt", "numpy"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # absent or a broken stub: not part of this run
+            continue
+    device_name = platform.processor() or platform.machine()
+    try:
+        device_name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if s.device == "cuda":
+        import torch
+
+        device_name = torch.cuda.get_device_name()
+    import os
+
+    from sr_runtime.version import TOOL_VERSION
+
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": s.device,
+        "device_name": device_name,
+        "cpu_count": os.cpu_count(),
+        "runs": s.runs,
+        "warmup": s.warmup,
+        "batch_large": s.batch,
+        "versions": versions,
+        "sr_export": TOOL_VERSION,
+        "shape": "x4, 1x3x128x128 -> 1x3x512x512, batch 1",
+    }

@@ -1,0 +1,49 @@
+"""``sr-export bench table7`` on tiny checkpoints: the three outputs and what they must hold."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from sr_export.bench.table7 import METHODS
+from sr_export.cli import main
+
+
+def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
+    sd, pth, yaml = tiny_checkpoints
+    report = tmp_path / "report"
+    result = CliRunner().invoke(main, [
+        "bench", "table7", "--runs", "2", "--warmup", "0", "--methods", "InvSR-1", "--methods", "InvSR-3",
+        "--methods", "ResShift-4", "--sd-turbo", str(sd), "--noise-predictor", str(pth),
+        "--noise-predictor-config", str(yaml), "--report", str(report),
+    ])
+    assert result.exit_code == 0, result.output
+    data = json.loads((report / "report.json").read_text())
+    rows = {m["method"]["name"]: m for m in data["methods"]}
+    assert set(rows) == {"InvSR-1", "InvSR-3", "ResShift-4"}
+    assert rows["ResShift-4"]["status"] == "not yet reproduced" and rows["ResShift-4"]["backends"] == []
+    for name in ("InvSR-1", "InvSR-3"):
+        backends = {b["backend"]: b for b in rows[name]["backends"]}
+        assert set(backends) == {"eager", "onnxruntime-cpu"}
+        for b in backends.values():
+            assert len(b["end_to_end"]["samples_ms"]) == 2 and b["end_to_end"]["min_ms"] > 0
+            assert set(b["stages"]) == {"VAE encoder", "noise predictor", "UNet step", "VAE decoder"}
+        assert backends["eager"]["ratio_to_eager"] == 1.0
+        assert backends["onnxruntime-cpu"]["stages"]["UNet step"]["per_image"] == int(name[-1])
+    # the tiny noise predictor, counted the paper's way
+    assert 0 < rows["InvSR-1"]["params_m"] < 1 and "noise predictor" in rows["InvSR-1"]["params_counts"]
+    md = (report / "report.md").read_text()
+    assert "| ResShift-4 | not yet reproduced |" in md and "| InvSR-1 |" in md and "117" in md
+    assert (report / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paper_rows_are_all_listed():
+    names = [m.name for m in METHODS]
+    assert names[:5] == ["InvSR-1", "InvSR-3", "InvSR-5", "RealESRGAN", "BSRGAN"]
+    assert {"ResShift-4", "SinSR-1", "OSEDiff-1", "StableSR-50", "DiffBIR-50", "SeeSR-50"} <= set(names)
+
+
+def test_unknown_methods_are_refused():
+    result = CliRunner().invoke(main, ["bench", "table7", "--methods", "Foo-9"])
+    assert result.exit_code == 1 and "unknown method" in result.output
