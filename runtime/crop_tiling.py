@@ -1,7 +1,7 @@
 """Overlap-and-crop tiling for feed-forward networks (RRDBNet), built on tiling.py's pieces.
 
 Tiles have the bundle's tile size T (static engine shapes) and advance by T - 2*overlap, the last
-one moved back to end on the border (``tiling._axis_starts``). Where two tiles overlap, the seam is
+one moved back to end on the border (``tiling.axis_starts``). Where two tiles overlap, the seam is
 cut in the middle of the overlap: each side keeps only output pixels that saw at least ``overlap``
 LR px of real image around them (or the image border, where an untiled run sees the same zero
 padding). A pixel whose receptive field fits inside that context is computed exactly as in a run
@@ -19,14 +19,14 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import SRError
-from .tiling import TilePlan, _axis_starts, _check_chw, _require_positive_int, crop_output, iter_tile_batches
+from .tiling import TilePlan, axis_starts, check_chw, crop_output, iter_tile_batches, require_positive_int
 
 # (n, 3, T, T) float32 LR tiles -> (n, 3, scale*T, scale*T) SR tiles, any float dtype.
 TileRunner = Callable[[np.ndarray], np.ndarray]
 
 
 def check_overlap(tile: int, overlap: int) -> None:
-    _require_positive_int("tile", tile)
+    require_positive_int("tile", tile)
     if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
         raise SRError(f"overlap must be a non-negative integer, got {overlap!r}")
     if 2 * overlap >= tile:
@@ -37,14 +37,14 @@ def plan_crop_tiles(height: int, width: int, tile: int, overlap: int, scale: int
     """The layout for an LR image of ``height`` x ``width``: no top/left padding, each side padded
     up to one tile when shorter, tiles row-major with stride ``tile - 2*overlap``."""
     for name, value in (("height", height), ("width", width), ("scale", scale)):
-        _require_positive_int(name, value)
+        require_positive_int(name, value)
     check_overlap(tile, overlap)
     padded_height, padded_width = max(height, tile), max(width, tile)
     stride = tile - 2 * overlap
     starts = tuple(
         (y, x)
-        for y in _axis_starts(padded_height, tile, stride)
-        for x in _axis_starts(padded_width, tile, stride)
+        for y in axis_starts(padded_height, tile, stride)
+        for x in axis_starts(padded_width, tile, stride)
     )
     return TilePlan(tile=tile, stride=stride, scale=scale, height=height, width=width, pad_top=0, pad_left=0,
                     padded_height=padded_height, padded_width=padded_width, starts=starts)
@@ -53,7 +53,7 @@ def plan_crop_tiles(height: int, width: int, tile: int, overlap: int, scale: int
 def pad_to_plan(lr: np.ndarray, plan: TilePlan) -> np.ndarray:
     """(C, H, W) -> (C, padded_height, padded_width) float32; numpy's reflect repeats itself for
     pads longer than the side and copies the edge of a 1-pixel side."""
-    _check_chw("LR image", lr, plan.height, plan.width)
+    check_chw("LR image", lr, plan.height, plan.width)
     extra = (plan.padded_height - plan.height, plan.padded_width - plan.width)
     padded = np.asarray(lr, dtype=np.float32)
     if any(extra):

@@ -40,7 +40,7 @@ class TilePlan:
 PadRound = tuple[int, int, int, int]
 
 
-def _require_positive_int(name: str, value: int) -> None:
+def require_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise SRError(f"{name} must be a positive integer, got {value!r}")
 
@@ -67,7 +67,7 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _axis_starts(length: int, tile: int, stride: int) -> list[int]:
+def axis_starts(length: int, tile: int, stride: int) -> list[int]:
     if length <= tile:
         return [0]
     clamped = [min(start, length - tile) for start in range(0, length, stride)]
@@ -78,7 +78,7 @@ def plan_tiles(height: int, width: int, tile: int = 128, scale: int = 4, multipl
     """The official padding and tile layout for an LR image of ``height`` x ``width``."""
     for name, value in (("height", height), ("width", width), ("tile", tile), ("scale", scale),
                         ("multiple", multiple)):
-        _require_positive_int(name, value)
+        require_positive_int(name, value)
     if tile % multiple or tile < 2:  # below 2 the stride tile // 2 would be 0
         raise SRError(f"tile size {tile} must be a multiple of {multiple} and at least 2")
     if min(height, width) == 1:
@@ -94,8 +94,8 @@ def plan_tiles(height: int, width: int, tile: int = 128, scale: int = 4, multipl
     stride = tile // 2
     starts = tuple(
         (y, x)
-        for y in _axis_starts(padded_height, tile, stride)
-        for x in _axis_starts(padded_width, tile, stride)
+        for y in axis_starts(padded_height, tile, stride)
+        for x in axis_starts(padded_width, tile, stride)
     )
     return TilePlan(
         tile=tile,
@@ -111,14 +111,14 @@ def plan_tiles(height: int, width: int, tile: int = 128, scale: int = 4, multipl
     )
 
 
-def _check_chw(name: str, array: np.ndarray, height: int, width: int) -> None:
+def check_chw(name: str, array: np.ndarray, height: int, width: int) -> None:
     if array.ndim != 3 or array.shape[1:] != (height, width):
         raise SRError(f"{name} must have shape (C, {height}, {width}), got {array.shape}")
 
 
 def pad_image(lr: np.ndarray, plan: TilePlan) -> np.ndarray:
     """(C, H, W) -> (C, padded_height, padded_width) float32, reflect-padded as the official does."""
-    _check_chw("LR image", lr, plan.height, plan.width)
+    check_chw("LR image", lr, plan.height, plan.width)
     padded = np.asarray(lr, dtype=np.float32)
     # Rounds are applied one at a time: later rounds reflect content that earlier rounds created.
     for top, bottom, left, right in _small_image_rounds(plan.height, plan.width, plan.tile):
@@ -134,8 +134,8 @@ def iter_tile_batches(
     padded: np.ndarray, plan: TilePlan, batch: int
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
     """Yields ((n, C, tile, tile) float32, their (y, x) LR starts) with n <= batch, in official order."""
-    _require_positive_int("batch", batch)
-    _check_chw("padded image", padded, plan.padded_height, plan.padded_width)
+    require_positive_int("batch", batch)
+    check_chw("padded image", padded, plan.padded_height, plan.padded_width)
     size = plan.tile
     for first in range(0, len(plan.starts), batch):
         starts = list(plan.starts[first:first + batch])
@@ -149,7 +149,7 @@ def gaussian_weights_1d(size: int) -> np.ndarray:
     For an even size the official asks OpenCV for size + 1 taps and drops the first one, so the
     peak sits at size/2 - 1 and the taps are normalised over size + 1 values (not renormalised).
     """
-    _require_positive_int("size", size)
+    require_positive_int("size", size)
     sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
     taps = size + 1 if size % 2 == 0 else size
     offsets = np.arange(taps, dtype=np.float64) - (taps - 1) * 0.5
@@ -162,7 +162,7 @@ class TileBlender:
     """Accumulates weighted SR tiles in float64 and returns their weighted mean (official update/gather)."""
 
     def __init__(self, plan: TilePlan, channels: int = 3):
-        _require_positive_int("channels", channels)
+        require_positive_int("channels", channels)
         self.plan = plan
         self.channels = channels
         self.sr_tile = plan.scale * plan.tile
@@ -199,6 +199,6 @@ class TileBlender:
 def crop_output(sr: np.ndarray, plan: TilePlan) -> np.ndarray:
     """Removes the padding: (C, scale*padded_height, scale*padded_width) -> (C, scale*height, scale*width)."""
     scale = plan.scale
-    _check_chw("SR image", sr, scale * plan.padded_height, scale * plan.padded_width)
+    check_chw("SR image", sr, scale * plan.padded_height, scale * plan.padded_width)
     top, left = scale * plan.pad_top, scale * plan.pad_left
     return sr[:, top:top + scale * plan.height, left:left + scale * plan.width]

@@ -26,6 +26,16 @@ STAGE_LABELS = {
 }
 
 
+def gpu_backends() -> list[tuple[str, str]]:
+    """fp16 everywhere on the GPU (the paper's setting); engines only where their runtime is usable."""
+    found = [("eager", "fp16"), ("compile", "fp16")]
+    if cuda_ep_problem() is None:
+        found.append(("onnxruntime-cuda", "fp16"))
+    if tensorrt_problem() is None:
+        found.append(("tensorrt", "fp16"))
+    return found
+
+
 def full_random_checkpoints(report) -> tuple:
     """Full-width SD-Turbo and noise predictor with random weights, in the official formats, cached."""
     from ..bundle import atomic_folder
@@ -68,14 +78,7 @@ class InvSRBench(BenchFamily):
         return ParamCount(count / 1e6, "noise predictor only (SD-Turbo is frozen: the paper's rule)")
 
     def backends(self, device: str) -> list[tuple[str, str]]:
-        if device == "cpu":
-            return [("eager", "fp32"), ("onnxruntime-cpu", "fp32")]
-        found = [("eager", "fp16"), ("compile", "fp16")]
-        if cuda_ep_problem() is None:
-            found.append(("onnxruntime-cuda", "fp16"))
-        if tensorrt_problem() is None:
-            found.append(("tensorrt", "fp16"))
-        return found
+        return [("eager", "fp32"), ("onnxruntime-cpu", "fp32")] if device == "cpu" else gpu_backends()
 
     def _inputs(self, device: str, precision: str, batch: int = 1):
         embed = self.source.components.sd_turbo.text_encoder.config.hidden_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .family import BenchFamily
 from .invsr import InvSRBench
+from .rrdbnet import RRDBNetBench
 
 
 def families(sd_turbo=None, noise_predictor=None, noise_predictor_config=None, report=print) -> dict[str, BenchFamily]:
@@ -14,4 +15,4 @@ def families(sd_turbo=None, noise_predictor=None, noise_predictor_config=None, r
 
         sd, pth = find_checkpoints(sd_turbo, noise_predictor)
         checkpoints = (sd, pth, noise_predictor_config)
-    return {"invsr": InvSRBench(checkpoints, report=report)}
+    return {"invsr": InvSRBench(checkpoints, report=report), "rrdbnet": RRDBNetBench(report=report)}
