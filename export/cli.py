@@ -166,6 +166,7 @@ def _torch_reference(sd_turbo, noise_predictor, noise_predictor_config, steps, t
 # --model values: InvSR, and the RRDBNet family's checkpoint layouts (sr_export.rrdbnet_source.MODELS).
 MODELS = ("invsr", "realesrgan", "bsrgan")
 INVSR_BUILD_OPTIONS = ("steps", "timesteps", "sd_turbo", "noise_predictor", "noise_predictor_config")
+TENSORRT_BUILD_OPTIONS = ("strongly_typed", "opt_level", "workspace")
 
 
 def _given(names: tuple[str, ...]) -> list[str]:
@@ -199,8 +200,14 @@ def _option_names(names) -> str:
 @click.option("--batch", type=int, default=1, show_default=True, help="Tiles per engine call (max batch of the engines).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Bundle folder (default engines/<model>[-s<N>]-<backend>-<precision>).")
+@click.option("--strongly-typed", is_flag=True,
+              help="TensorRT 10: build the fp16 ONNX strongly typed instead of fp32 ONNX + FP16 flag (11 always does).")
+@click.option("--opt-level", type=click.IntRange(0, 5), default=3, show_default=True,
+              help="TensorRT builder optimization level: 0 builds fastest, 5 searches tactics longest.")
+@click.option("--workspace", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="TensorRT: GiB of scratch memory tactics may use while building (default: TensorRT's).")
 def build(model, checkpoint, overlap, steps, timesteps, sd_turbo, noise_predictor, noise_predictor_config, backend,
-          precision, tile, batch, output):
+          precision, tile, batch, output, strongly_typed, opt_level, workspace):
     """Export a model to ONNX and build an engine bundle.
 
     Without checkpoint options it looks in the Hugging Face cache (InvSR) and ./weights; if nothing is
@@ -210,6 +217,8 @@ def build(model, checkpoint, overlap, steps, timesteps, sd_turbo, noise_predicto
     from .build.select import select_backend
 
     report = _echo
+    if backend.startswith("onnxruntime") and (misplaced := _given(TENSORRT_BUILD_OPTIONS)):
+        raise SRError(f"{_option_names(misplaced)}: TensorRT options; --backend {backend} builds no TensorRT engines")
     if model == "invsr":
         from sr_runtime.upscale import check_tile
 
@@ -235,7 +244,8 @@ def build(model, checkpoint, overlap, steps, timesteps, sd_turbo, noise_predicto
         source = resolve_rrdbnet_source(model, checkpoint, overlap, report=report)
         cli_timesteps = ()  # a feed-forward network: no schedule
     opts = BuildOptions(steps=len(cli_timesteps), cli_timesteps=tuple(cli_timesteps), backend=backend,
-                        precision=precision, tile=tile, batch=batch, output=output)
+                        precision=precision, tile=tile, batch=batch, output=output,
+                        strongly_typed=strongly_typed, opt_level=opt_level, workspace_gib=workspace)
     path = build_bundle(source, opts, report=report)
     if source.demo:
         click.echo(DEMO_WARNING.format(path), err=True)
@@ -280,6 +290,26 @@ def inspect(bundle, verify):
 
         verify_bundle(bundle)
         click.echo("verify      all engine files match their sha256")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--reference-bundle", type=click.Path(path_type=Path), default=None,
+              help="An onnxruntime-cpu fp32 bundle of the same model (default: built once from the cached ONNX).")
+@click.option("--noise-predictor-config", type=click.Path(path_type=Path),
+              help="InvSR: the config the bundle was built with, to build the reference (default: the YAML beside it).")
+@click.option("--tiles", type=int, default=None, help="Tiles compared (default: the bundle's batch).")
+@click.option("--cuda-graph", is_flag=True, help="Run the bundle's chain as a CUDA graph (GPU backends).")
+def compare(bundle, reference_bundle, noise_predictor_config, tiles, cuda_graph):
+    """PSNR of a bundle's engines against ONNX Runtime fp32 on the same inputs, per engine call and end to end."""
+    from sr_runtime.backends.base import RuntimeOptions
+
+    from . import compare as comparison
+
+    reference = reference_bundle or comparison.reference_bundle(bundle, noise_predictor_config, report=_echo)
+    result = comparison.compare_bundles(bundle, reference, tiles, options=RuntimeOptions(cuda_graph=cuda_graph))
+    click.echo(f"{bundle} against {reference}")
+    click.echo("\n".join(result.lines()))
 
 
 @main.group()

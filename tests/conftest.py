@@ -7,6 +7,19 @@ from pathlib import Path
 import pytest
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``tensorrt`` skip, with the reason, wherever TensorRT cannot build and run engines
+    (no tensorrt package, no usable GPU, no cuda-python)."""
+    marked = [item for item in items if item.get_closest_marker("tensorrt")]
+    if not marked:
+        return
+    from sr_export.build.select import tensorrt_problem
+
+    if problem := tensorrt_problem():
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=f"TensorRT unavailable: {problem}"))
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(SD-Turbo diffusers folder, noise predictor .pth, its official YAML), written once per run."""

@@ -21,6 +21,7 @@ from ..families import FamilyBuild
 from ..graphs import GraphSpec
 from ..onnx_export import OPSET, export_graph, fp16_overflow
 from ..sources import ModelSource, cache_root
+from .precision import onnx_precision
 from .select import default_precision, select_backend
 
 Report = Callable[[str], None]
@@ -38,6 +39,11 @@ class BuildOptions:
     batch: int = 1
     output: Path | None = None
     opset: int = OPSET
+    # TensorRT only (tensorrt_builder.TensorRTSettings): strongly typed fp16 ONNX on TensorRT 10, the builder
+    # optimization level (0-5), the tactics' workspace limit in GiB (None: TensorRT's default).
+    strongly_typed: bool = False
+    opt_level: int = 3
+    workspace_gib: float | None = None
 
 
 def _onnx_cache_dir(source: ModelSource, precision: str, tile: int, opset: int) -> Path:
@@ -140,9 +146,11 @@ def build_bundle(source: ModelSource, opts: BuildOptions, report: Report = print
         raise SRError(f"--batch must be at least 1, got {opts.batch}")
     plan = source.plan_build(opts, report)  # the family's graphs, constants and files (families.py)
     report(f"backend {backend}, precision {precision}, tile {opts.tile}, batch {opts.batch}, {plan.summary}")
-    onnx_dir, precision, fallback = export_with_fallback(source, plan, precision, opts.tile, opts.opset, report)
+    exported = onnx_precision(backend, precision, opts.strongly_typed)  # TensorRT 10's fp16 builds from fp32
+    onnx_dir, exported, fallback = export_with_fallback(source, plan, exported, opts.tile, opts.opset, report)
+    precision = "fp32" if fallback else precision
     final = opts.output or default_bundle_path(plan.stem, backend, precision)
-    engine_builder = _engine_builder(backend)
+    engine_builder = _engine_builder(backend, opts, precision, final.parent, report)
     with atomic_folder(final) as tmp:
         graphs = {}
         for spec in plan.graphs:
@@ -150,6 +158,7 @@ def build_bundle(source: ModelSource, opts: BuildOptions, report: Report = print
             profile = _profile(spec, plan, opts.batch)
             files = engine_builder(onnx_dir / f"{spec.name}.onnx", tmp, spec, profile)
             graphs[spec.name] = _graph_info(spec, files, precision, profile)
+            graphs[spec.name].precision_summary = getattr(engine_builder, "precision_summaries", {}).get(spec.name, {})
         plan.write_files(tmp)
         write_manifest(
             tmp,
@@ -164,6 +173,7 @@ def build_bundle(source: ModelSource, opts: BuildOptions, report: Report = print
                 checkpoints=source.checkpoints,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 precision_fallback=fallback,
+                target=getattr(engine_builder, "target", None),  # TensorRT: the GPU the plans are for
             ),
         )
     report(f"bundle written to {final}")
@@ -180,13 +190,23 @@ def _copy_onnx(onnx_file: Path, folder: Path, spec: GraphSpec, profile: dict) ->
     return files
 
 
-def _engine_builder(backend: str):
+def _engine_builder(backend: str, opts: BuildOptions, precision: str, cache_dir: Path, report: Report):
     if backend.startswith("onnxruntime"):
         return _copy_onnx
+    if backend == "tensorrt":
+        from .tensorrt_builder import TensorRTEngineBuilder, TensorRTSettings
+
+        settings = TensorRTSettings(precision, opts.strongly_typed, opts.opt_level, opts.workspace_gib,
+                                    cache_dir=cache_dir)
+        return TensorRTEngineBuilder(settings, report)
     raise SRError(f"engine building for {backend} is not implemented yet")
 
 
 def _backend_version(backend: str) -> str:
+    if backend == "tensorrt":
+        from .precision import tensorrt_version
+
+        return tensorrt_version()
     import onnxruntime
 
     return onnxruntime.__version__

@@ -19,6 +19,8 @@ def tensorrt_problem() -> str | None:
         trt.Builder(trt.Logger(trt.Logger.ERROR))
     except Exception as err:  # the PyPI stub and missing libraries fail in many ways; all mean "not usable"
         return f"TensorRT is installed but not usable ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+    if importlib.util.find_spec("cuda") is None:  # the engines' buffers and streams come from cuda-python
+        return "cuda-python is not installed (pip install 'sr-export[tensorrt]')"
     return None
 
 
