@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import yaml
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -42,6 +43,7 @@ NOISE_PREDICTOR_CONFIG_FORMATS = {
 }
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+TEXT_PREFIX = "text_model."
 MAX_TOKENS = 77
 TEXT_HIDDEN = 32
 
@@ -210,7 +212,17 @@ def _write_diffusers_folder(folder: Path, seed: int, size: str) -> None:
     torch.manual_seed(seed)
     AutoencoderKL(**vae_config).save_pretrained(folder / "vae")
     torch.manual_seed(seed)
-    CLIPTextModel(CLIPTextConfig(vocab_size=vocab_size, **text_config)).save_pretrained(folder / "text_encoder")
+    _save_text_encoder(CLIPTextModel(CLIPTextConfig(vocab_size=vocab_size, **text_config)), folder / "text_encoder")
+
+
+def _save_text_encoder(model: CLIPTextModel, folder: Path) -> None:
+    """Saved with the released key names (``text_model.*``): transformers 5 drops that prefix when saving,
+    and the transformers the official sampler pins (4.46) then silently ignores every tensor."""
+    model.save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    state = load_file(weights)
+    save_file({k if k.startswith(TEXT_PREFIX) else TEXT_PREFIX + k: v for k, v in state.items()}, weights,
+              metadata={"format": "pt"})
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -402,3 +402,11 @@ def test_tiny_noise_predictor_depends_on_the_seed_only(tmp_path: Path):
 def test_tiny_noise_predictor_rejects_unknown_formats(argument: str, value: str, tmp_path: Path):
     with pytest.raises(ValueError, match=value):
         write_tiny_noise_predictor(tmp_path, **{argument: value})
+
+
+def test_tiny_text_encoder_uses_the_released_key_names(diffusers_folder: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(diffusers_folder / "text_encoder" / "model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.startswith("text_model.") for k in keys)
