@@ -63,6 +63,25 @@ class ChainPlan:
             raise SRError(f"tensor {tensor.name} has an unknown dimension {err}; {REBUILD_HINT}") from None
 
 
+BufferSpec = tuple[np.dtype, tuple[int, ...]]
+
+
+def buffer_specs(sessions: Mapping[str, EngineSession], plan: ChainPlan) -> dict[str, BufferSpec]:
+    """Each named buffer's dtype and shape, from the manifest tensors it is bound to (which must agree)."""
+    specs: dict[str, BufferSpec] = {}
+    for call in plan.calls:
+        info = sessions[call.graph].info
+        tensors = {t.name: t for t in (*info.inputs, *info.outputs)}
+        for tensor, buffer in (*call.inputs.items(), *call.outputs.items()):
+            spec = (np.dtype(tensors[tensor].dtype), plan.shape(tensors[tensor]))
+            if specs.setdefault(buffer, spec) != spec:
+                raise SRError(
+                    f"graph {call.graph} takes {tensor} as {spec}, another graph has it as {specs[buffer]}; "
+                    f"{REBUILD_HINT}"
+                )
+    return specs
+
+
 # A tile batch's host feeds (buffer name -> array with the tiles on axis 0) -> the result buffer.
 TileChain = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 # Batch size -> the plan for a tile batch of that size.

@@ -10,7 +10,16 @@ import onnxruntime as ort
 
 from ..errors import SRError
 from ..manifest import GraphInfo, Manifest
-from .base import REBUILD_HINT, Backend, ChainPlan, EngineSession, PlanFactory, RuntimeOptions, TileChain
+from .base import (
+    REBUILD_HINT,
+    Backend,
+    ChainPlan,
+    EngineSession,
+    PlanFactory,
+    RuntimeOptions,
+    TileChain,
+    buffer_specs,
+)
 
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
@@ -118,7 +127,7 @@ class _BoundPlan:
         self.plan = plan
         self.device = device
         self.graph_capture = graph_capture
-        self.specs = self._specs(sessions, plan)
+        self.specs = buffer_specs(sessions, plan)
         self.buffers = {
             name: ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype.type, device, device_id)
             for name, (dtype, shape) in self.specs.items()
@@ -141,22 +150,6 @@ class _BoundPlan:
             self.runs.append((call.graph, session.session, binding, options))
             if plan.result in call.outputs.values():  # read back through the binding that writes it last
                 self._result = (binding, list(call.outputs.values()).index(plan.result))
-
-    @staticmethod
-    def _specs(sessions: Mapping[str, OrtSession], plan: ChainPlan) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-        """Each buffer's dtype and shape, from the manifest's tensors it is bound to (which must agree)."""
-        specs: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
-        for call in plan.calls:
-            info = sessions[call.graph].info
-            tensors = {t.name: t for t in (*info.inputs, *info.outputs)}
-            for tensor, buffer in (*call.inputs.items(), *call.outputs.items()):
-                spec = (np.dtype(tensors[tensor].dtype), plan.shape(tensors[tensor]))
-                if specs.setdefault(buffer, spec) != spec:
-                    raise SRError(
-                        f"graph {call.graph} takes {tensor} as {spec}, another graph has it as {specs[buffer]}; "
-                        f"{REBUILD_HINT}"
-                    )
-        return specs
 
     def _write(self, name: str, value: np.ndarray) -> None:
         # update_inplace copies raw bytes: the host array must already have the buffer's dtype and shape.

@@ -31,6 +31,7 @@ from .base import (
     EngineSession,
     PlanFactory,
     TileChain,
+    buffer_specs,
     check_tensorrt_target,
 )
 from .tensorrt_compat import check_supported, installed_version
@@ -136,25 +137,6 @@ class TensorRTBackend(Backend):
 
     def chain(self, sessions: Mapping[str, EngineSession], plans: PlanFactory, max_batch: int) -> TileChain:
         return TrtChain(sessions, plans, self.options.cuda_graph)
-
-
-BufferSpec = tuple[np.dtype, tuple[int, ...]]
-
-
-def buffer_specs(sessions: Mapping[str, EngineSession], plan: ChainPlan) -> dict[str, BufferSpec]:
-    """Each named buffer's dtype and shape, from the manifest tensors it is bound to (which must agree)."""
-    specs: dict[str, BufferSpec] = {}
-    for call in plan.calls:
-        info = sessions[call.graph].info
-        tensors = {t.name: t for t in (*info.inputs, *info.outputs)}
-        for tensor, buffer in (*call.inputs.items(), *call.outputs.items()):
-            spec = (np.dtype(tensors[tensor].dtype), plan.shape(tensors[tensor]))
-            if specs.setdefault(buffer, spec) != spec:
-                raise SRError(
-                    f"graph {call.graph} takes {tensor} as {spec}, another graph has it as {specs[buffer]}; "
-                    f"{REBUILD_HINT}"
-                )
-    return specs
 
 
 class TrtChain:
