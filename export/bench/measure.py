@@ -48,11 +48,19 @@ def reset_host_peak() -> bool:
         return False
 
 
-def host_peak_mib() -> float | None:
+def _status_mib(field: str) -> float | None:
     try:
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def host_peak_mib() -> float | None:
+    return _status_mib("VmHWM")
+
+
+def host_resident_mib() -> float | None:
+    return _status_mib("VmRSS")

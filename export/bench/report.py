@@ -73,11 +73,16 @@ def render_markdown(data: dict) -> str:
                 lines.append(f"- {m['method']['name']}, {b['backend']} {b['precision']}: {stages}"
                              + (f" ({b['note']})" if b["note"] else ""))
     lines += ["", "## Peak memory (MiB) of the timed end-to-end runs", "",
-              "| method | backend | host peak RSS | device (torch allocator) |", "|---|---|---|---|"]
+              "Host: the process's peak RSS during the runs and what was resident when they started (every "
+              "loaded model of the harness included); device: torch's allocator peak (engines allocate outside it).",
+              "", "| method | backend | host peak RSS | resident before | peak - before | device peak |",
+              "|---|---|---|---|---|---|"]
     for m in methods:
         for b in m["backends"]:
-            lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {_fmt(b['peak_host_mib'])} | "
-                         f"{_fmt(b['peak_device_mib'])} |")
+            peak, before = b["peak_host_mib"], b.get("resident_before_mib")
+            added = peak - before if peak is not None and before is not None else None
+            lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {_fmt(peak)} | {_fmt(before)} | "
+                         f"{_fmt(added)} | {_fmt(b['peak_device_mib'])} |")
     large = [(m, b) for m in methods for b in m["backends"] if b["large_ms"]]
     if large:
         lines += ["", f"## Large image: 512 -> 2048 with batched tiles (batch {meta['batch_large']})", "",

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from .family import BenchFamily, Method, Runner
-from .measure import Timing, host_peak_mib, reset_host_peak, time_calls
+from .measure import Timing, host_peak_mib, host_resident_mib, reset_host_peak, time_calls
 
 # Paper figures: Table 7 of the InvSR paper (A100, ms; #params in M as the paper counts them).
 # Params are given only where known here; InvSR-3/5 times are not in Table 7.
@@ -35,6 +35,7 @@ class BackendResult:
     end_to_end: Timing
     stages: dict[str, dict] = field(default_factory=dict)  # name -> {"per_image": n, "samples_ms": [...]}
     peak_host_mib: float | None = None
+    resident_before_mib: float | None = None  # process RSS when the timed runs started (weights included)
     peak_device_mib: float | None = None
     large_ms: float | None = None  # one 512 -> 2048 image
     large_tiles: int = 0
@@ -98,12 +99,13 @@ def _measure(runner: Runner, backend: str, precision: str, s: BenchSettings, sta
     report("    end to end")
     time_calls(runner.run, sync, 0, s.warmup)  # warm-up outside the peak-memory window of the timed runs
     reset_host_peak()
+    before = host_resident_mib()
     _device_peak_start(s.device)
     timing = time_calls(runner.run, sync, s.runs, 0)
     result = BackendResult(
         backend, precision, timing,
         stages={st.name: {"per_image": st.per_image, "samples_ms": stage_cache[st.name].samples_ms} for st in runner.stages},
-        peak_host_mib=host_peak_mib(), peak_device_mib=_device_peak_mib(s.device, backend), note=runner.note,
+        peak_host_mib=host_peak_mib(), resident_before_mib=before, peak_device_mib=_device_peak_mib(s.device, backend), note=runner.note,
     )
     if s.large and runner.large is not None:
         report(f"    512 -> 2048 ({runner.large_tiles} tiles, batch {s.batch})")
