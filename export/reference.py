@@ -24,6 +24,18 @@ from .stages import NoisePredictorStage, UNetStep, VAEDecoderStage, VAEEncoderSt
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
+@contextlib.contextmanager
+def _quiet_diffusers():
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
 @dataclass
 class InvSRComponents:
     """Everything the pipeline needs, loaded once; the text encoder is only kept to embed the prompt."""
@@ -67,8 +79,9 @@ class InvSRReference:
         self.device = torch.device(device)
         self.dtype = dtype
         scale = components.latent_scale
-        sd.vae.to(self.device, dtype)
-        sd.unet.to(self.device, dtype)
+        with _quiet_diffusers():  # it warns on every dtype move, even with nothing to keep in fp32
+            sd.vae.to(self.device, dtype)
+            sd.unet.to(self.device, dtype)
         sd.text_encoder.to(self.device, dtype)
         # The noise predictor stays fp32: the official only wraps it in autocast.
         components.noise_predictor.to(self.device, torch.float32)
