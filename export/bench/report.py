@@ -72,9 +72,10 @@ def render_markdown(data: dict) -> str:
             if stages:
                 lines.append(f"- {m['method']['name']}, {b['backend']} {b['precision']}: {stages}"
                              + (f" ({b['note']})" if b["note"] else ""))
-    lines += ["", "## Peak memory (MiB) of the timed end-to-end runs", "",
-              "Host: the process's peak RSS during the runs and what was resident when they started (every "
-              "loaded model of the harness included); device: torch's allocator peak (engines allocate outside it).",
+    lines += ["", "## Peak memory (MiB) while running a method", "",
+              "Host: the process's peak RSS while the stages and end-to-end runs of that row ran, and what was "
+              "resident before (its weights, and whatever the harness still held: PyTorch keeps the models it "
+              "exports from); device: torch's allocator peak (engines allocate outside it).",
               "", "| method | backend | host peak RSS | resident before | peak - before | device peak |",
               "|---|---|---|---|---|---|"]
     for m in methods:

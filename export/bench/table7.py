@@ -92,15 +92,16 @@ def _device_peak_mib(device: str, backend: str) -> float | None:
 
 def _measure(runner: Runner, backend: str, precision: str, s: BenchSettings, stage_cache: dict, report) -> BackendResult:
     sync = _sync(s.device)
+    # Weights are loaded by now: the peak above this is what running the networks costs.
+    reset_host_peak()
+    before = host_resident_mib()
+    _device_peak_start(s.device)
     for stage in runner.stages:
         if stage.name not in stage_cache:
             report(f"    stage {stage.name}")
             stage_cache[stage.name] = time_calls(stage.call, sync, s.runs, s.warmup)
     report("    end to end")
-    time_calls(runner.run, sync, 0, s.warmup)  # warm-up outside the peak-memory window of the timed runs
-    reset_host_peak()
-    before = host_resident_mib()
-    _device_peak_start(s.device)
+    time_calls(runner.run, sync, 0, s.warmup)
     timing = time_calls(runner.run, sync, s.runs, 0)
     result = BackendResult(
         backend, precision, timing,
