@@ -7,6 +7,7 @@ the scalar σ / timestep inputs stay fp32 (see graphs.TensorSpec).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import shutil
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import fused_attention_export
 from .graphs import GraphSpec, sizes
 
 log = logging.getLogger(__name__)
@@ -89,12 +91,13 @@ def optimize_onnx(src: Path, path: Path) -> None:
 
 def export_graph(
     spec: GraphSpec, components, precision: str, path: Path, tile: int, opset: int = OPSET,
-    dims: dict[str, int] | None = None,
+    dims: dict[str, int] | None = None, attention: str = "plain",
 ) -> Path:
     """Exports one stage to ``path``, traced at batch 1 and the build's tile size.
 
     ``dims``: the symbolic dimensions' values for the traced sample; by default InvSR's, whose
-    embedding width comes from its text encoder.
+    embedding width comes from its text encoder. ``attention``: "plain" (MatMul / Softmax / MatMul) or
+    "fused" (ONNX Runtime's MultiHeadAttention, see attention.py).
 
     ``path`` should lie in a folder that the caller renames into place when complete: the
     external-data file name is recorded inside the model, so the file itself is never renamed.
@@ -106,7 +109,8 @@ def export_graph(
     # The exporter may scatter one external-data file per tensor: keep those in a scratch folder.
     raw = path.parent / f".raw-{spec.name}"
     raw.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
+    fused = fused_attention_export() if attention == "fused" else contextlib.nullcontext()
+    with warnings.catch_warnings(), torch.no_grad(), fused:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
@@ -121,7 +125,7 @@ def export_graph(
         )
     optimize_onnx(raw / path.name, path)
     shutil.rmtree(raw)
-    log.info("exported %s (%s) to %s", spec.name, precision, path)
+    log.info("exported %s (%s, %s attention) to %s", spec.name, precision, attention, path)
     return path
 
 

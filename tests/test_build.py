@@ -231,3 +231,27 @@ def test_the_demo_default_end_to_end(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert read_image(tmp_path / "sr.png").pixels.shape == (192, 256, 3)
     assert Upscaler.from_bundle(bundle).demo
+
+
+def test_onnxruntime_bundles_run_attention_as_one_fused_node(bundles):
+    """No score matrix in the graphs: every attention is ONNX Runtime's MultiHeadAttention."""
+    import onnx
+
+    ops = []
+    for spec in INVSR_GRAPHS:
+        graph = onnx.load(str(bundles[1] / f"{spec.name}.onnx"), load_external_data=False).graph
+        ops += [n.op_type for n in graph.node]
+    assert ops.count("MultiHeadAttention") > 0 and "Softmax" not in ops
+
+
+def test_the_plain_attention_export_for_tensorrt(source, tmp_path):
+    import onnx
+
+    from sr_export.build.precision import onnx_attention
+    from sr_export.graphs import NOISE_PREDICTOR
+    from sr_export.onnx_export import export_graph
+
+    assert onnx_attention("tensorrt") == "plain" and onnx_attention("onnxruntime-cuda") == "fused"
+    path = export_graph(NOISE_PREDICTOR, source.components, "fp32", tmp_path / "np.onnx", tile=TILE, attention="plain")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Softmax" in ops and "MultiHeadAttention" not in ops

@@ -21,7 +21,7 @@ from ..families import FamilyBuild
 from ..graphs import GraphSpec
 from ..onnx_export import OPSET, export_graph, fp16_overflow
 from ..sources import ModelSource, cache_root
-from .precision import onnx_precision
+from .precision import onnx_attention, onnx_precision
 from .select import default_precision, select_backend
 
 Report = Callable[[str], None]
@@ -46,19 +46,21 @@ class BuildOptions:
     workspace_gib: float | None = None
 
 
-def _onnx_cache_dir(source: ModelSource, precision: str, tile: int, opset: int) -> Path:
+def _onnx_cache_dir(source: ModelSource, precision: str, tile: int, opset: int, attention: str) -> Path:
     key = json.dumps(
-        {"tool": TOOL_VERSION, "weights": source.fingerprint(), "precision": precision, "tile": tile, "opset": opset},
+        {"tool": TOOL_VERSION, "weights": source.fingerprint(), "precision": precision, "tile": tile, "opset": opset,
+         "attention": attention},
         sort_keys=True,
     )
     return cache_root() / "onnx" / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def export_graphs(
-    source: ModelSource, plan: FamilyBuild, precision: str, tile: int, opset: int, report: Report
+    source: ModelSource, plan: FamilyBuild, precision: str, tile: int, opset: int, report: Report,
+    attention: str = "plain",
 ) -> Path:
-    """The family's ONNX graphs, exported once per (weights, precision, tile, opset) and then reused."""
-    folder = _onnx_cache_dir(source, precision, tile, opset)
+    """The family's ONNX graphs, exported once per (weights, precision, tile, opset, attention) and reused."""
+    folder = _onnx_cache_dir(source, precision, tile, opset, attention)
     if (folder / "complete").is_file():
         report(f"reusing cached ONNX graphs from {folder}")
         return folder
@@ -66,7 +68,7 @@ def export_graphs(
         for i, spec in enumerate(plan.graphs, 1):
             report(f"[{i}/{len(plan.graphs)}] exporting {spec.name} ({precision}) to ONNX")
             export_graph(spec, source.components, precision, tmp / f"{spec.name}.onnx", tile=tile, opset=opset,
-                         dims=plan.sizes(1))
+                         dims=plan.sizes(1), attention=attention)
         (tmp / "complete").write_text("ok\n")
     return folder
 
@@ -93,11 +95,11 @@ def _fp16_problem(folder: Path, plan: FamilyBuild) -> str | None:
 
 
 def export_with_fallback(
-    source: ModelSource, plan: FamilyBuild, precision: str, tile: int, opset: int, report: Report
+    source: ModelSource, plan: FamilyBuild, precision: str, tile: int, opset: int, report: Report, attention: str
 ) -> tuple[Path, str, str | None]:
     """``export_graphs``, then for families that ask for it (``fp16_fallback``) the fp16 overflow check:
     (ONNX folder, the precision exported, why fp16 was given up or None)."""
-    folder = export_graphs(source, plan, precision, tile, opset, report)
+    folder = export_graphs(source, plan, precision, tile, opset, report, attention)
     if precision != "fp16" or not plan.fp16_fallback:
         return folder, precision, None
     problem = _fp16_problem(folder, plan)
@@ -105,7 +107,7 @@ def export_with_fallback(
         return folder, precision, None
     reason = f"fp16 overflows on the sample input ({problem})"
     log.warning("%s: building fp32 engines instead", reason)
-    return export_graphs(source, plan, "fp32", tile, opset, report), "fp32", reason
+    return export_graphs(source, plan, "fp32", tile, opset, report, attention), "fp32", reason
 
 
 def _tensor_infos(tensors, precision: str) -> list[TensorInfo]:
@@ -147,7 +149,9 @@ def build_bundle(source: ModelSource, opts: BuildOptions, report: Report = print
     plan = source.plan_build(opts, report)  # the family's graphs, constants and files (families.py)
     report(f"backend {backend}, precision {precision}, tile {opts.tile}, batch {opts.batch}, {plan.summary}")
     exported = onnx_precision(backend, precision, opts.strongly_typed)  # TensorRT 10's fp16 builds from fp32
-    onnx_dir, exported, fallback = export_with_fallback(source, plan, exported, opts.tile, opts.opset, report)
+    onnx_dir, exported, fallback = export_with_fallback(
+        source, plan, exported, opts.tile, opts.opset, report, onnx_attention(backend)
+    )
     precision = "fp32" if fallback else precision
     final = opts.output or default_bundle_path(plan.stem, backend, precision)
     engine_builder = _engine_builder(backend, opts, precision, final.parent, report)

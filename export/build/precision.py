@@ -10,6 +10,9 @@ The one decision, in one place:
 | tensorrt               | fp16             | 10 (default)              | fp32          | weak, BuilderFlag.FP16 with  |
 |                        |                  |                           |               | fp32 islands (fp32_islands)  |
 
+Attention: onnxruntime-* bundles carry ONNX Runtime's fused MultiHeadAttention node, tensorrt builds
+the plain MatMul / Softmax / MatMul graph (see ``onnx_attention``).
+
 TensorRT 11 has no weak typing, so the fp16 graph (norms and sigma arithmetic kept fp32 by the
 export) is the only way to fp16 there. TensorRT 10's weak typing lets its tactic search pick fp16 per
 layer from the fp32 graph; layer constraints then pin the parts the fp16 export keeps in fp32.
@@ -46,6 +49,15 @@ def tensorrt_version() -> str:
     if version is None:
         raise SRError("TensorRT is not installed here (pip install 'sr-export[tensorrt]' on a CUDA machine)")
     return version
+
+
+ATTENTIONS = ("plain", "fused")
+
+
+def onnx_attention(backend: str) -> str:
+    """ONNX Runtime runs attention as one fused node (no score matrices held); TensorRT's parser knows no
+    com.microsoft ops and fuses the plain pattern itself."""
+    return "plain" if backend == "tensorrt" else "fused"
 
 
 def onnx_precision(backend: str, precision: str, strongly_typed: bool = False, version: str | None = None) -> str:
