@@ -222,7 +222,10 @@ TOLERANCE = {"fp32": 1e-5, "fp16": 2e-3}
 
 def test_runtime_never_imports_torch_or_the_export_side():
     code = (
-        "import sys, sr_runtime, sr_runtime.pipeline, sr_runtime.backends.onnxruntime, sr_runtime.bundle_check\n"
+        "import importlib, pkgutil, sys, sr_runtime\n"
+        "for m in pkgutil.walk_packages(sr_runtime.__path__, 'sr_runtime.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "assert 'sr_runtime.backends.tensorrt' in sys.modules and 'sr_runtime.rrdbnet' in sys.modules\n"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'sr_export') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
