@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from sr_export.compare import psnr as compare_psnr
+
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two images in [0, 1] (inf when equal)."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+    return compare_psnr(a, b, peak=1.0)
 
 
 def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -80,9 +80,10 @@ class InvSRBench(BenchFamily):
     def backends(self, device: str) -> list[tuple[str, str]]:
         return [("eager", "fp32"), ("onnxruntime-cpu", "fp32")] if device == "cpu" else gpu_backends()
 
-    def _inputs(self, device: str, precision: str, batch: int = 1):
+    def _inputs(self, precision: str):
+        """Each graph's sample inputs for one tile, the same for every backend."""
         embed = self.source.components.sd_turbo.text_encoder.config.hidden_size
-        return {s.name: s.sample_inputs(sizes(batch, TILE, embed), precision) for s in INVSR_GRAPHS}
+        return {s.name: s.sample_inputs(sizes(1, TILE, embed), precision) for s in INVSR_GRAPHS}
 
     def runner(self, method: Method, backend: str, precision: str, device: str, batch: int) -> Runner:
         schedule = build_schedule(self.source.components.scheduler_config, DEFAULT_TIMESTEPS[method.steps])
@@ -102,9 +103,10 @@ class InvSRBench(BenchFamily):
 
         bundle = build_bundle(self.source, opts, report=self._report)
         upscaler = Upscaler.from_bundle(bundle, options=RuntimeOptions())
+        inputs = self._inputs(precision)
         stages = []
         for spec in INVSR_GRAPHS:
-            feed = {t.name: x.numpy() for t, x in zip(spec.inputs, self._inputs(device, precision)[spec.name], strict=True)}
+            feed = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs[spec.name], strict=True)}
             session = upscaler.sessions[spec.name]
             stages.append(Stage(STAGE_LABELS[spec.name], lambda s=session, f=feed: s.run(f),
                                 method.steps if spec.name == "unet_step" else 1))
@@ -129,7 +131,7 @@ class InvSRBench(BenchFamily):
                 modules[name] = torch.compile(module)
             reference.encoder, reference.predictor = modules["vae_encoder"], modules["noise_predictor"]
             reference.unet_step, reference.decoder = modules["unet_step"], modules["vae_decoder"]
-        inputs = self._inputs(device, precision)
+        inputs = self._inputs(precision)
         stages = []
         for spec in INVSR_GRAPHS:
             args = tuple(x.to(device) for x in inputs[spec.name])
