@@ -14,11 +14,23 @@ attention processors call) still computes in torch, but traces to that node. Ten
 from __future__ import annotations
 
 import contextlib
+from enum import Enum
 
 import torch
 import torch.nn.functional as F
 
 DOMAIN = "com.microsoft"
+
+
+class Attention(str, Enum):
+    """How attention is exported: MatMul / Softmax / MatMul, or ONNX Runtime's fused node."""
+
+    PLAIN = "plain"
+    FUSED = "fused"
+
+    def exporting(self):
+        """The context the ONNX export runs in."""
+        return fused_attention_export() if self is Attention.FUSED else contextlib.nullcontext()
 _sdpa = F.scaled_dot_product_attention
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,9 +18,13 @@ import numpy as np
 from sr_runtime.backends.base import ChainPlan, RuntimeOptions
 from sr_runtime.errors import SRError
 from sr_runtime.manifest import MANIFEST_NAME, Manifest
+from sr_runtime.precision import Precision
+from sr_runtime.records import record_dict
 from sr_runtime.version import TOOL_VERSION
 
-Report = Callable[[str], None]
+from .families.base import Options
+from .reporting import Report
+
 REFERENCE_BACKEND = "onnxruntime-cpu"
 
 
@@ -51,13 +54,17 @@ class Comparison:
         return rows
 
 
-PIPELINE_FIELDS = ("family", "scale", "tile", "timesteps", "sigmas", "embed_shape", "latent_scale", "overlap")
+def _model_constants(manifest: Manifest) -> dict:
+    """What must agree for two bundles to compute the same thing: all but the batch they were built for."""
+    pipeline = asdict(manifest.pipeline)
+    del pipeline["batch"]
+    return {**pipeline, **record_dict(manifest.section)}
 
 
 def check_same_model(test: Manifest, reference: Manifest) -> None:
     """The reference must run the same model with the same constants, or PSNR measures nothing."""
-    a, b = asdict(test.pipeline), asdict(reference.pipeline)
-    if differ := [f for f in PIPELINE_FIELDS if a.get(f) != b.get(f)]:
+    a, b = _model_constants(test), _model_constants(reference)
+    if differ := sorted(f for f in a.keys() | b.keys() if a.get(f) != b.get(f)):
         raise SRError(
             f"the reference bundle differs from the bundle in {', '.join(differ)}; build it for the same model"
         )
@@ -66,7 +73,7 @@ def check_same_model(test: Manifest, reference: Manifest) -> None:
 
 
 def _hashes(manifest: Manifest) -> dict:
-    return {name: ck.get("sha256") for name, ck in manifest.checkpoints.items()}
+    return {name: record.sha256 for name, record in manifest.checkpoints.items()}
 
 
 def feeds_for(plan: ChainPlan, sessions, names: tuple[str, ...], seed: int) -> dict[str, np.ndarray]:
@@ -108,7 +115,7 @@ def compare_calls(plan: ChainPlan, test_sessions, ref_sessions, feeds) -> list[C
 def compare_bundles(
     bundle: Path, reference: Path, tiles: int | None = None, seed: int = 0, options: RuntimeOptions | None = None
 ) -> Comparison:
-    from sr_runtime.pipeline import Upscaler, family_for
+    from sr_runtime.pipeline import Upscaler
 
     test = Upscaler.from_bundle(bundle, options=options)
     ref = Upscaler.from_bundle(reference)
@@ -116,8 +123,8 @@ def compare_bundles(
     batch = tiles or test.manifest.pipeline.batch
     if not 1 <= batch <= test.manifest.pipeline.batch:
         raise SRError(f"--tiles must be 1-{test.manifest.pipeline.batch} (the bundle's batch), got {batch}")
-    family = family_for(Path(reference), ref.manifest)
-    plan = family.plan(batch)
+    family = ref.family
+    plan = family.plan(batch, *family.tile_shape)
     feeds = feeds_for(plan, ref.sessions, family.feeds, seed)
     calls = compare_calls(plan, test.sessions, ref.sessions, feeds)
     arrays = [feeds[name] for name in family.feeds]
@@ -126,41 +133,26 @@ def compare_bundles(
     return Comparison(calls, psnr(got, want, 1.0), batch)
 
 
-def _reference_source(manifest: Manifest, noise_predictor_config, report: Report):
-    ck = manifest.checkpoints
-    if manifest.pipeline.family == "invsr":
-        from .sources import resolve_source
-
-        sd, np_path = ck["sd_turbo"]["path"], Path(ck["noise_predictor"]["path"])
-        config = noise_predictor_config or next(np_path.parent.glob("*.yaml"), None)
-        return resolve_source(sd, np_path, config, allow_demo=False, report=report)
-    if manifest.pipeline.family == "rrdbnet" and len(ck) == 1:
-        from .rrdbnet_source import resolve_rrdbnet_source
-
-        (model, record), = ck.items()
-        return resolve_rrdbnet_source(model, record["path"], manifest.pipeline.overlap, report=report)
-    raise SRError(f"cannot build a reference for a {manifest.pipeline.family} bundle: pass --reference-bundle")
-
-
-def reference_bundle(bundle: Path, noise_predictor_config=None, report: Report = print) -> Path:
+def reference_bundle(bundle: Path, options: Options, report: Report = print) -> Path:
     """An onnxruntime-cpu fp32 bundle of ``bundle``'s model, built from the same checkpoints (the ONNX
-    export is cached) into the cache, once per model, schedule and tile."""
+    export is cached) into the cache, once per model, constants and tile."""
     from sr_runtime.manifest import read_manifest
 
-    from .build.bundle_builder import BuildOptions, build_bundle
-    from .sources import cache_root
+    from .builders.bundle_builder import BuildOptions, build_bundle
+    from .cache import cache_root
+    from .families import family_named
 
     manifest = read_manifest(bundle, TOOL_VERSION)
-    p = manifest.pipeline
-    key = json.dumps({"tool": TOOL_VERSION, "checkpoints": _hashes(manifest), "pipeline": asdict(p)}, sort_keys=True)
+    key = json.dumps({"tool": TOOL_VERSION, "checkpoints": _hashes(manifest), "model": _model_constants(manifest),
+                      "batch": manifest.pipeline.batch}, sort_keys=True)
     folder = cache_root() / "reference-bundles" / hashlib.sha256(key.encode()).hexdigest()[:24]
     if (folder / MANIFEST_NAME).is_file():
         report(f"reusing the reference bundle {folder}")
         return folder
-    source = _reference_source(manifest, noise_predictor_config, report)
-    if _hashes(manifest) != {name: c.get("sha256") for name, c in source.checkpoints.items()}:
+    source = family_named(manifest.pipeline.family).reference_source(manifest, options, report)
+    if _hashes(manifest) != {name: record.sha256 for name, record in source.checkpoints.items()}:
         raise SRError("the checkpoints the bundle was built from have changed since; pass --reference-bundle")
     report(f"building an {REFERENCE_BACKEND} fp32 reference bundle in {folder}")
-    opts = BuildOptions(steps=p.steps, cli_timesteps=tuple(p.cli_timesteps), backend=REFERENCE_BACKEND,
-                        precision="fp32", tile=p.tile, batch=p.batch, output=folder)
+    p = manifest.pipeline
+    opts = BuildOptions(backend=REFERENCE_BACKEND, precision=Precision.FP32, tile=p.tile, batch=p.batch, output=folder)
     return build_bundle(source, opts, report=report)

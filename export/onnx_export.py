@@ -2,12 +2,11 @@
 
 fp16 graphs hold fp16 weights and I/O; normalisations run in fp32 (what autocast does for the
 official noise predictor, and what keeps SD's GroupNorm/LayerNorm clear of fp16 overflow), and
-the scalar σ / timestep inputs stay fp32 (see graphs.TensorSpec).
+the scalar σ / timestep inputs stay fp32 (``TensorIO.scalar``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import shutil
@@ -19,8 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import fused_attention_export
-from .graphs import GraphSpec, sizes
+from sr_runtime.graph_io import Dims
+from sr_runtime.precision import Precision
+
+from .attention import Attention
+from .graph_spec import GraphSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,9 @@ def upcast_norms(module: nn.Module) -> nn.Module:
     return module
 
 
-def module_for_precision(spec: GraphSpec, components, precision: str) -> nn.Module:
+def module_for_precision(spec: GraphSpec, components, precision: Precision) -> nn.Module:
     module = spec.make_module(components).eval()
-    if precision == "fp32":
+    if precision is Precision.FP32:
         return module.float()
     # A copy: the same VAE / UNet objects serve other graphs and the fp32 reference.
     return upcast_norms(copy.deepcopy(module).half())
@@ -90,27 +92,21 @@ def optimize_onnx(src: Path, path: Path) -> None:
 
 
 def export_graph(
-    spec: GraphSpec, components, precision: str, path: Path, tile: int, opset: int = OPSET,
-    dims: dict[str, int] | None = None, attention: str = "plain",
+    spec: GraphSpec, components, precision: Precision, path: Path, dims: Dims, opset: int = OPSET,
+    attention: Attention = Attention.PLAIN,
 ) -> Path:
-    """Exports one stage to ``path``, traced at batch 1 and the build's tile size.
+    """Exports one graph to ``path``, traced at the sample shapes ``dims`` (batch 1, the build's tile).
 
-    ``dims``: the symbolic dimensions' values for the traced sample; by default InvSR's, whose
-    embedding width comes from its text encoder. ``attention``: "plain" (MatMul / Softmax / MatMul) or
-    "fused" (ONNX Runtime's MultiHeadAttention, see attention.py).
-
+    ``attention``: MatMul / Softmax / MatMul, or ONNX Runtime's fused node (see attention.py).
     ``path`` should lie in a folder that the caller renames into place when complete: the
     external-data file name is recorded inside the model, so the file itself is never renamed.
     """
-    if dims is None:
-        dims = sizes(batch=1, tile=tile, embed=int(components.sd_turbo.text_encoder.config.hidden_size))
     module = module_for_precision(spec, components, precision)
     sample = spec.sample_inputs(dims, precision)
     # The exporter may scatter one external-data file per tensor: keep those in a scratch folder.
     raw = path.parent / f".raw-{spec.name}"
     raw.mkdir(parents=True, exist_ok=True)
-    fused = fused_attention_export() if attention == "fused" else contextlib.nullcontext()
-    with warnings.catch_warnings(), torch.no_grad(), fused:
+    with warnings.catch_warnings(), torch.no_grad(), attention.exporting():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
@@ -125,25 +121,25 @@ def export_graph(
         )
     optimize_onnx(raw / path.name, path)
     shutil.rmtree(raw)
-    log.info("exported %s (%s, %s attention) to %s", spec.name, precision, attention, path)
+    log.info("exported %s (%s, %s attention) to %s", spec.name, precision.value, attention.value, path)
     return path
 
 
 FP16_MAX = 65504.0
 
 
-def fp16_overflow(path: Path, spec: GraphSpec, dims: dict[str, int]) -> str | None:
+def fp16_overflow(path: Path, spec: GraphSpec, dims: Dims) -> str | None:
     """Runs an fp16 graph on its sample input with ONNX Runtime (CPU): why its output is unusable
     (non-finite values, or beyond fp16's range), or None when it is fine.
 
     Activations that outgrow fp16 become inf inside the engine; the output shows it, so checking the
-    output on a plausible input catches weights that need fp32 (docs/other-models.md: "fp16 black images").
+    output on a plausible input catches weights that need fp32 (the "black images" some fp16 ESRGANs give).
     """
     import numpy as np
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = {t.name: v.numpy() for t, v in zip(spec.inputs, spec.sample_inputs(dims, "fp16"), strict=True)}
+    feed = {t.name: v.numpy() for t, v in zip(spec.inputs, spec.sample_inputs(dims, Precision.FP16), strict=True)}
     for name, value in zip((o.name for o in session.get_outputs()), session.run(None, feed), strict=True):
         value = np.asarray(value, dtype=np.float32)
         bad = int(np.count_nonzero(~np.isfinite(value)))

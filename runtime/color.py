@@ -137,6 +137,11 @@ def ycbcr_color_fix(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return _colour_transform(np.concatenate([luma, chroma]), _YCBCR_TO_RGB, _RGB_OFFSET)
 
 
+def check_color_fix(method: str | None) -> None:
+    if method is not None and method not in COLOR_FIX_METHODS:
+        raise SRError(f"unknown colour fix {method!r}; choose one of: {', '.join(COLOR_FIX_METHODS)}")
+
+
 def apply_color_fix(sr: np.ndarray, padded_lr: np.ndarray, method: str | None) -> np.ndarray:
     """The official colour-fix step on the cropped SR; ``method`` None leaves ``sr`` as it is.
 
@@ -144,8 +149,7 @@ def apply_color_fix(sr: np.ndarray, padded_lr: np.ndarray, method: str | None) -
     squeezes a larger field of view into the frame, so colours are taken from slightly misaligned
     places. That is what the official sampler does, and we reproduce it on purpose so outputs match.
     """
-    if method is not None and method not in COLOR_FIX_METHODS:
-        raise SRError(f"unknown colour fix {method!r}; choose one of: {', '.join(COLOR_FIX_METHODS)}")
+    check_color_fix(method)
     sr = np.asarray(sr, dtype=np.float32)
     if method is None:
         return sr

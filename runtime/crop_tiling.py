@@ -1,64 +1,69 @@
-"""Overlap-and-crop tiling for feed-forward networks (RRDBNet), built on tiling.py's pieces.
+"""Overlap-and-crop tiling for feed-forward networks (RRDBNet).
 
-Tiles have the bundle's tile size T (static engine shapes) and advance by T - 2*overlap, the last
-one moved back to end on the border (``tiling.axis_starts``). Where two tiles overlap, the seam is
-cut in the middle of the overlap: each side keeps only output pixels that saw at least ``overlap``
-LR px of real image around them (or the image border, where an untiled run sees the same zero
-padding). A pixel whose receptive field fits inside that context is computed exactly as in a run
-on the whole image, so there is nothing to blend: a hard cut hides the seam, and a Gaussian blend
-(InvSR's) would only mix two equal values.
-
-What differs from InvSR's chopping (tiling.py) is the stride, the hard seam and the padding: only an
-image smaller than a tile is padded (reflect, bottom/right, up to T), since the engines take T x T.
+Tiles are at most T x T LR px (the bundle's tile size); a side shorter than T is run at its own
+length, so an image smaller than a tile is one call on the image itself, as the whole-image run of
+the official code does. Along a longer side tiles advance by T - 2*overlap, the last one moved back
+to end on the border (``tiling.axis_starts``). Where two tiles overlap, the seam is cut in the middle
+of the overlap: each side keeps only output pixels that saw at least ``overlap`` LR px of real image
+around them (or the image border, where a whole-image run sees the same zero padding). A pixel whose
+receptive field fits inside that context is computed exactly as in a run on the whole image, so
+there is nothing to blend: a hard cut hides the seam, and a Gaussian blend (InvSR's) would only mix
+two equal values. Nothing is ever padded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import SRError
-from .tiling import TilePlan, axis_starts, check_chw, crop_output, iter_tile_batches, require_positive_int
+from .tiling import axis_starts, check_rgb_image, require_positive_int
 
-# (n, 3, T, T) float32 LR tiles -> (n, 3, scale*T, scale*T) SR tiles, any float dtype.
+# (n, 3, h, w) float32 LR tiles -> (n, 3, scale*h, scale*w) SR tiles, any float dtype.
 TileRunner = Callable[[np.ndarray], np.ndarray]
 
 
 def check_overlap(tile: int, overlap: int) -> None:
     require_positive_int("tile", tile)
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
+    if isinstance(overlap, bool) or not isinstance(overlap, int | np.integer) or overlap < 0:
         raise SRError(f"overlap must be a non-negative integer, got {overlap!r}")
     if 2 * overlap >= tile:
         raise SRError(f"tile {tile} must be larger than twice the overlap {overlap} (each tile keeps its middle)")
 
 
-def plan_crop_tiles(height: int, width: int, tile: int, overlap: int, scale: int = 4) -> TilePlan:
-    """The layout for an LR image of ``height`` x ``width``: no top/left padding, each side padded
-    up to one tile when shorter, tiles row-major with stride ``tile - 2*overlap``."""
+@dataclass(frozen=True)
+class CropPlan:
+    height: int  # LR image size
+    width: int
+    tile_height: int  # min(height, tile): every tile of the image has this shape
+    tile_width: int
+    scale: int
+    starts: tuple[tuple[int, int], ...]  # (y, x) LR tile origins, row-major
+
+
+def plan_crop_tiles(height: int, width: int, tile: int, overlap: int, scale: int = 4) -> CropPlan:
+    """The layout for an LR image of ``height`` x ``width``: tiles of at most ``tile`` px per side,
+    row-major, stride ``tile - 2*overlap``."""
     for name, value in (("height", height), ("width", width), ("scale", scale)):
         require_positive_int(name, value)
     check_overlap(tile, overlap)
-    padded_height, padded_width = max(height, tile), max(width, tile)
+    tile_height, tile_width = min(height, tile), min(width, tile)
     stride = tile - 2 * overlap
     starts = tuple(
-        (y, x)
-        for y in axis_starts(padded_height, tile, stride)
-        for x in axis_starts(padded_width, tile, stride)
+        (y, x) for y in axis_starts(height, tile_height, stride) for x in axis_starts(width, tile_width, stride)
     )
-    return TilePlan(tile=tile, stride=stride, scale=scale, height=height, width=width, pad_top=0, pad_left=0,
-                    padded_height=padded_height, padded_width=padded_width, starts=starts)
+    return CropPlan(height, width, tile_height, tile_width, scale, starts)
 
 
-def pad_to_plan(lr: np.ndarray, plan: TilePlan) -> np.ndarray:
-    """(C, H, W) -> (C, padded_height, padded_width) float32; numpy's reflect repeats itself for
-    pads longer than the side and copies the edge of a 1-pixel side."""
-    check_chw("LR image", lr, plan.height, plan.width)
-    extra = (plan.padded_height - plan.height, plan.padded_width - plan.width)
-    padded = np.asarray(lr, dtype=np.float32)
-    if any(extra):
-        padded = np.pad(padded, ((0, 0), (0, extra[0]), (0, extra[1])), mode="reflect")
-    return np.ascontiguousarray(padded)
+def iter_crop_batches(lr: np.ndarray, plan: CropPlan, batch: int) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
+    """Yields ((n, C, tile_height, tile_width) float32, their (y, x) starts) with n <= batch."""
+    require_positive_int("batch", batch)
+    th, tw = plan.tile_height, plan.tile_width
+    for first in range(0, len(plan.starts), batch):
+        starts = list(plan.starts[first:first + batch])
+        yield np.stack([lr[:, y:y + th, x:x + tw] for y, x in starts]).astype(np.float32, copy=False), starts
 
 
 def keep_ranges(starts: list[int], tile: int, length: int) -> dict[int, tuple[int, int]]:
@@ -70,23 +75,22 @@ def keep_ranges(starts: list[int], tile: int, length: int) -> dict[int, tuple[in
 
 
 class TileStitcher:
-    """Places each SR tile's kept part into the padded SR image; every pixel is written exactly once."""
+    """Places each SR tile's kept part into the SR image; every pixel is written exactly once."""
 
-    def __init__(self, plan: TilePlan, channels: int = 3):
+    def __init__(self, plan: CropPlan, channels: int = 3):
         self.plan = plan
         self.channels = channels
-        self.sr_tile = plan.scale * plan.tile
-        self._rows = keep_ranges([y for y, _ in plan.starts], plan.tile, plan.padded_height)
-        self._cols = keep_ranges([x for _, x in plan.starts], plan.tile, plan.padded_width)
-        shape = (plan.scale * plan.padded_height, plan.scale * plan.padded_width)
+        self._rows = keep_ranges([y for y, _ in plan.starts], plan.tile_height, plan.height)
+        self._cols = keep_ranges([x for _, x in plan.starts], plan.tile_width, plan.width)
+        shape = (plan.scale * plan.height, plan.scale * plan.width)
         self._image = np.zeros((channels, *shape), dtype=np.float32)
         self._written = np.zeros(shape, dtype=np.uint8)
 
     def add(self, sr_tiles: np.ndarray, starts: list[tuple[int, int]]) -> None:
-        expected = (len(starts), self.channels, self.sr_tile, self.sr_tile)
+        s = self.plan.scale
+        expected = (len(starts), self.channels, s * self.plan.tile_height, s * self.plan.tile_width)
         if sr_tiles.shape != expected:
             raise SRError(f"SR tiles must have shape {expected}, got {sr_tiles.shape}")
-        s = self.plan.scale
         for tile, (y, x) in zip(sr_tiles, starts, strict=True):
             if y not in self._rows or x not in self._cols:
                 raise SRError(f"tile start {(y, x)} is not in the tile plan")
@@ -96,7 +100,7 @@ class TileStitcher:
             self._written[out] += 1
 
     def result(self) -> np.ndarray:
-        """(C, scale*padded_height, scale*padded_width) float32."""
+        """(C, scale*height, scale*width) float32."""
         if not np.all(self._written == 1):
             raise SRError(f"{int(np.count_nonzero(self._written != 1))} output pixels were not written exactly once "
                           "(were all tiles added?)")
@@ -113,16 +117,14 @@ def upscale_tiled(
     on_tiles_done: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """``image`` (H,W,3) float32 in [0,1] -> (scale*H, scale*W, 3) float32 clamped to [0,1]."""
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise SRError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    check_rgb_image(image)
     lr = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
     plan = plan_crop_tiles(lr.shape[1], lr.shape[2], tile, overlap, scale)
     stitcher = TileStitcher(plan)
     done, total = 0, len(plan.starts)
-    for tiles, starts in iter_tile_batches(pad_to_plan(lr, plan), plan, batch):
+    for tiles, starts in iter_crop_batches(lr, plan, batch):
         stitcher.add(np.asarray(run_tiles(tiles), dtype=np.float32), starts)
         done += len(starts)
         if on_tiles_done is not None:
             on_tiles_done(done, total)
-    sr = crop_output(stitcher.result(), plan)
-    return np.clip(sr, 0.0, 1.0).transpose(1, 2, 0).copy()
+    return np.clip(stitcher.result(), 0.0, 1.0).transpose(1, 2, 0).copy()

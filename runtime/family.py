@@ -1,66 +1,94 @@
 """What a model family contributes to the runtime, chosen by the manifest's ``pipeline.family``.
 
-The backends run any chain of engine calls (``ChainPlan``); a family says which calls, with which
-constants, and how an image becomes tile batches and back. To add one, subclass ``Family``:
+The backends run any chain of engine calls (``ChainPlan``); a family says which graphs it has, which
+calls it makes, with which constants, and how an image becomes tile batches and back. A family lives
+in its own folder under ``sr_runtime.families`` and subclasses ``Family``:
 
-- ``name`` (the manifest's ``pipeline.family``) and ``feeds`` (host buffers per tile batch, in the
-  order ``Upscaler.run_tiles`` takes them);
-- ``__init__``: refuse a bundle this chain cannot run (pipeline constants, graph I/O through
-  ``check_graph_io``) and load the bundle's extra files;
-- ``plan(batch)``: the engine calls of one tile batch;
-- ``upscale(image, chain, ...)``: the image-level loop (padding, tiles, stitching);
+- ``name`` (the manifest's ``pipeline.family``), ``section_type`` (its typed manifest section: the
+  constants the export side recorded), ``options_type`` (its per-image options: the keywords of
+  ``Upscaler.upscale``), ``graphs`` (each graph's ``GraphIO``) and ``feeds`` (host buffers per tile
+  batch, ``"lr"`` first, in the order ``Upscaler.run_tiles`` takes them);
+- ``__init__``: load the bundle's extra files (the graphs' I/O is checked here);
+- ``plan(batch, height, width)``: the engine calls of one tile batch;
+- ``upscale(image, chain, options, on_tiles_done)``: the image-level loop (padding, tiles, stitching);
+- ``describe()``: its lines of ``sr-export inspect``;
 
-and register it in ``pipeline.FAMILIES``.
+then it is listed in ``sr_runtime.families.FAMILIES``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from .backends.base import REBUILD_HINT, Call, ChainPlan, TileChain
+from .backends.base import REBUILD_HINT, ChainPlan, TileChain
 from .errors import SRError
+from .graph_io import GraphIO
 from .manifest import Manifest
+
+# (tiles done, total tiles) after each tile batch, for progress bars.
+TileProgress = Callable[[int, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """A family whose images need no per-image options."""
 
 
 class Family(ABC):
     name: ClassVar[str]
+    section_type: ClassVar[type]
+    options_type: ClassVar[type] = NoOptions
+    graphs: ClassVar[tuple[GraphIO, ...]]
     feeds: ClassVar[tuple[str, ...]]
 
     def __init__(self, bundle: Path, manifest: Manifest):
         self.bundle = Path(bundle)
         self.manifest = manifest
+        self.section = manifest.section
+        check_graph_io(manifest, self.graphs)
+
+    def options(self, **given: Any) -> Any:
+        """The typed per-image options; an option this family does not have is refused, never ignored."""
+        known = [f.name for f in dataclasses.fields(self.options_type)]
+        if unknown := sorted(set(given) - set(known)):
+            takes = f"it takes {', '.join(known)}" if known else "it takes none"
+            raise SRError(f"a {self.name} bundle has no option {', '.join(unknown)}; {takes}")
+        return self.options_type(**given)
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """The (height, width) of a full tile."""
+        tile = self.manifest.pipeline.tile
+        return tile, tile
 
     @abstractmethod
-    def plan(self, batch: int) -> ChainPlan:
-        """The engine calls of one batch of ``batch`` tiles, with the bundle's constants."""
+    def plan(self, batch: int, height: int, width: int) -> ChainPlan:
+        """The engine calls of one batch of ``batch`` tiles of ``height`` x ``width`` LR px."""
 
     @abstractmethod
-    def upscale(
-        self,
-        image: np.ndarray,
-        chain: TileChain,
-        color_fix: str | None = None,
-        seed: int | None = None,
-        on_tiles_done: Callable[[int, int], None] | None = None,
-    ) -> np.ndarray:
+    def upscale(self, image: np.ndarray, chain: TileChain, options: Any, on_tiles_done: TileProgress | None) -> np.ndarray:
         """``image`` (H,W,3) float32 in [0,1] -> (scale*H, scale*W, 3) float32 in [0,1]."""
 
+    @abstractmethod
+    def describe(self) -> list[str]:
+        """``sr-export inspect`` lines: the family's constants, as ``"label  value"``."""
 
-def check_graph_io(manifest: Manifest, calls: Iterable[Call]) -> None:
-    """Refuses a bundle whose graphs lack one the chain calls, or name other inputs / outputs."""
-    for call in calls:
-        graph = manifest.graphs.get(call.graph)
+
+def check_graph_io(manifest: Manifest, graphs: tuple[GraphIO, ...]) -> None:
+    """Refuses a bundle that lacks a graph the family runs, or whose graph names other tensors."""
+    for io in graphs:
+        graph = manifest.graphs.get(io.name)
         if graph is None:
-            raise SRError(f"the bundle has no {call.graph} graph; {REBUILD_HINT}")
-        have = ({t.name for t in graph.inputs}, {t.name for t in graph.outputs})
-        want = (set(call.inputs), set(call.outputs))
+            raise SRError(f"the bundle has no {io.name} graph; {REBUILD_HINT}")
+        have = [(t.name, list(t.shape)) for t in (*graph.inputs, *graph.outputs)]
+        want = [(t.name, list(t.dims)) for t in io.tensors]
         if have != want:
             raise SRError(
-                f"graph {call.graph} has inputs {sorted(have[0])} and outputs {sorted(have[1])}, the runtime binds "
-                f"{sorted(want[0])} and {sorted(want[1])}; {REBUILD_HINT}"
+                f"graph {io.name} has tensors {have}, the runtime binds {want}; {REBUILD_HINT}"
             )

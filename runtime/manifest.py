@@ -1,32 +1,35 @@
 """The engine bundle's manifest: the only contract between the export side and the runtime.
 
-A bundle folder holds ``manifest.json``, one engine file per graph and the files its model family
-needs (InvSR: ``prompt_embeds.npy``).
-The manifest is written last (and the folder renamed into place), so a folder with a manifest is
-complete; the runtime still checks every file it names.
+A bundle folder holds ``manifest.json``, one engine file per graph and whatever files its model family
+needs (InvSR: ``prompt_embeds.npy``). The manifest is written last (and the folder renamed into place),
+so a folder with a manifest is complete; the runtime still checks every file it names.
+
+The common part is typed here; ``section`` is the model family's own record (its constants), typed by
+the runtime family that the pipeline's ``family`` names (``sr_runtime.families``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import SRError
+from .precision import Precision
+from .records import RecordError, parse_record, record_dict
 
 BUNDLE_FORMAT = "sr-export-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
-PROMPT_EMBEDS_NAME = "prompt_embeds.npy"
-BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "tensorrt")
-PRECISIONS = ("fp32", "fp16")
+TENSOR_DTYPES = ("float32", "float16")
 
 
 @dataclass
 class TensorInfo:
     name: str
     dtype: str  # numpy dtype name: "float32" / "float16"
-    shape: list  # ints and symbolic names ("batch", "tile", ...)
+    shape: list[str | int]  # ints and symbolic names ("batch", "tile", ...)
 
 
 @dataclass
@@ -45,7 +48,7 @@ class GraphInfo:
     outputs: list[TensorInfo]
     # input name -> [min, opt, max] concrete shapes the engine is built for
     profile: dict[str, list[list[int]]] = field(default_factory=dict)
-    precision_summary: dict = field(default_factory=dict)  # e.g. TensorRT layer precisions
+    precision_summary: dict[str, Any] = field(default_factory=dict)  # e.g. TensorRT layer precisions
     # Files the engine file loads at run time: an ONNX graph over 2 GiB keeps its weights in a .data file.
     data_files: list[FileRecord] = field(default_factory=list)
 
@@ -55,28 +58,24 @@ class GraphInfo:
 
 
 @dataclass
+class CheckpointRecord:
+    path: str
+    sha256: dict[str, str]  # file (relative to path, or its name) -> sha256
+
+
+@dataclass
 class PipelineInfo:
-    """The common fields come first; the rest belong to one family and default to empty for the others
-    (each runtime family checks its own in ``sr_runtime.family.Family.__init__``)."""
+    """What every family has; the rest is the family's ``section``."""
 
-    family: str  # "invsr" or "rrdbnet": picks the runtime chain
+    family: str  # picks the runtime chain (sr_runtime.families)
     scale: int
-    tile: int
-    batch: int
-    # InvSR
-    latent_channels: int = 0
-    latent_scale: float = 0.0
-    cli_timesteps: list[int] = field(default_factory=list)
-    timesteps: list[float] = field(default_factory=list)  # t_i = T_i - 1, fed to the networks
-    sigmas: list[float] = field(default_factory=list)  # N + 1 values, the last one is the final σ
-    prompt: str = ""
-    embed_shape: list[int] = field(default_factory=list)
-    # RRDBNet: LR px of context kept on each side of a tile's output (overlap-crop tiling)
-    overlap: int = 0
+    tile: int  # LR px per tile side the engines are built for
+    batch: int  # tiles per engine call, at most
 
-    @property
-    def steps(self) -> int:
-        return len(self.timesteps)
+    def problem(self) -> str | None:
+        if self.tile < 1 or self.batch < 1 or self.scale < 1:
+            return f"tile {self.tile}, batch {self.batch} and scale {self.scale} must be positive"
+        return None
 
 
 @dataclass
@@ -85,21 +84,19 @@ class TargetInfo:
 
     gpu_name: str
     compute_capability: str  # "9.0"
-    # TensorRT hardware compatibility level the plans were built with: "none" (this compute capability
-    # only) or "ampere_plus" (any GPU of compute capability 8.0 and up).
-    hardware_compatibility: str = "none"
 
 
 @dataclass
 class Manifest:
     tool_version: str
-    backend: str
+    backend: str  # a key of sr_runtime.backends.BACKEND_CLASSES, checked when the bundle is opened
     backend_version: str
-    precision: str
+    precision: Precision
     demo: bool
     pipeline: PipelineInfo
+    section: Any  # the family's record (its section_type), parsed by read_manifest
     graphs: dict[str, GraphInfo]
-    checkpoints: dict[str, dict]  # name -> {"path": ..., "sha256": ...} or {"files": {rel: sha}}
+    checkpoints: dict[str, CheckpointRecord]
     target: TargetInfo | None = None  # TensorRT only
     created: str = ""
     # Why the engines are fp32 although fp16 was asked for (fp16 overflowed on the sample input); None otherwise.
@@ -108,24 +105,17 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False)
+        return json.dumps(record_dict(self), indent=2)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> Manifest:
-        pipeline = PipelineInfo(**data["pipeline"])
-        graphs = {
-            name: GraphInfo(
-                **{
-                    **g,
-                    "inputs": [TensorInfo(**t) for t in g["inputs"]],
-                    "outputs": [TensorInfo(**t) for t in g["outputs"]],
-                    "data_files": [FileRecord(**f) for f in g.get("data_files", [])],
-                }
-            )
-            for name, g in data["graphs"].items()
-        }
-        target = TargetInfo(**data["target"]) if data.get("target") else None
-        return cls(**{**data, "pipeline": pipeline, "graphs": graphs, "target": target})
+
+def parse_manifest(data: dict) -> Manifest:
+    """The typed manifest, its family's section included; a RecordError names a field of the wrong type."""
+    from .families import family_class  # the families import this module
+
+    manifest = parse_record(Manifest, data, "manifest")
+    manifest.section = parse_record(family_class(manifest.pipeline.family).section_type, manifest.section,
+                                    "manifest.section")
+    return manifest
 
 
 def read_manifest(bundle: Path, tool_version: str) -> Manifest:
@@ -147,14 +137,10 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
             f"this is sr-export {tool_version} (format {FORMAT_VERSION}); rebuild it with `sr-export build`"
         )
     try:
-        manifest = Manifest.from_dict(data)
-    except (KeyError, TypeError, AttributeError) as err:
-        raise SRError(f"{path} is malformed ({type(err).__name__}: {err}); rebuild the bundle") from err
-    if manifest.backend not in BACKENDS:
-        raise SRError(f"{path}: unknown backend {manifest.backend!r} (this runtime knows {', '.join(BACKENDS)})")
-    if manifest.precision not in PRECISIONS:
-        raise SRError(f"{path}: unknown precision {manifest.precision!r} (this runtime knows {', '.join(PRECISIONS)})")
-    if problem := pipeline_problem(manifest.pipeline):
+        manifest = parse_manifest(data)
+    except RecordError as err:
+        raise SRError(f"{path} is malformed ({err}); rebuild the bundle") from err
+    if problem := manifest.pipeline.problem() or manifest.section.problem() or _tensor_problem(manifest):
         raise SRError(f"{path} is malformed ({problem}); rebuild the bundle")
     for name, graph in manifest.graphs.items():
         for record in graph.files():
@@ -166,19 +152,9 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
     return manifest
 
 
-def pipeline_problem(p: PipelineInfo) -> str | None:
-    """What is wrong with the fields every family has; families check their own fields on top."""
-    if p.tile < 1 or p.batch < 1 or p.scale < 1:
-        return f"tile {p.tile}, batch {p.batch} and scale {p.scale} must be positive"
-    if p.overlap < 0:
-        return f"overlap {p.overlap} is negative"
-    return None
-
-
-def schedule_problem(p: PipelineInfo) -> str | None:
-    """InvSR's: a non-empty schedule with one more sigma than timesteps."""
-    if p.steps < 1:
-        return "no timesteps"
-    if len(p.sigmas) != p.steps + 1:
-        return f"{p.steps} timesteps need {p.steps + 1} sigmas, it has {len(p.sigmas)}"
+def _tensor_problem(manifest: Manifest) -> str | None:
+    for name, graph in manifest.graphs.items():
+        for tensor in (*graph.inputs, *graph.outputs):
+            if tensor.dtype not in TENSOR_DTYPES:
+                return f"graph {name}: {tensor.name} has dtype {tensor.dtype!r}, not one of {', '.join(TENSOR_DTYPES)}"
     return None

@@ -5,8 +5,9 @@ pixels the PyTorch pipeline would:
 
 1. while the short side is below the tile size, reflect-pad centred (clamped so each pad is smaller
    than the side, which is why it can take several rounds); the top/left pads are accumulated;
-2. reflect-pad bottom/right to multiples of 16 (a no-op when step 1 gave exactly tile x tile, the
-   case the official runs as one whole-image call: here that is the single tile at (0, 0));
+2. reflect-pad bottom/right to multiples of ``multiple`` (the official ``mod_lq``, 16 for SD-Turbo;
+   a no-op when step 1 gave exactly tile x tile, the case the official runs as one whole-image call:
+   here that is the single tile at (0, 0));
 3. tiles of ``tile`` LR pixels with stride ``tile // 2``, the last start of an axis moved back so the
    tile ends on the border; row-major over (y, x);
 4. SR tiles are blended with a separable Gaussian weight (float64), then the padding is cropped.
@@ -38,6 +39,11 @@ class TilePlan:
 
 # One round of the small-image loop: (top, bottom, left, right) reflect padding.
 PadRound = tuple[int, int, int, int]
+
+
+def check_rgb_image(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise SRError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
 
 
 def require_positive_int(name: str, value: int) -> None:

@@ -13,9 +13,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     marked = [item for item in items if item.get_closest_marker("tensorrt")]
     if not marked:
         return
-    from sr_export.build.select import tensorrt_problem
+    from sr_export.builders.backends import BACKENDS
 
-    if problem := tensorrt_problem():
+    if problem := BACKENDS["tensorrt"].problem():
         for item in marked:
             item.add_marker(pytest.mark.skip(reason=f"TensorRT unavailable: {problem}"))
 
@@ -23,17 +23,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(SD-Turbo diffusers folder, noise predictor .pth, its official YAML), written once per run."""
-    from sr_export.tiny_checkpoints import write_tiny_noise_predictor, write_tiny_sd_turbo
+    from sr_export.families.invsr.random_checkpoints import (
+        write_random_noise_predictor,
+        write_random_sd_turbo,
+    )
 
     root = tmp_path_factory.mktemp("tiny-invsr")
-    sd = write_tiny_sd_turbo(root / "sd-turbo", seed=1)
-    pth, yaml = write_tiny_noise_predictor(root / "noise-predictor", seed=1)
+    sd = write_random_sd_turbo(root / "sd-turbo", seed=1)
+    pth, yaml = write_random_noise_predictor(root / "noise-predictor", seed=1)
     return sd, pth, yaml
 
 
 @pytest.fixture(scope="session")
 def tiny_components(tiny_checkpoints):
-    from sr_export.reference import load_components
+    from sr_export.families.invsr.reference import load_components
 
     sd, pth, yaml = tiny_checkpoints
     return load_components(sd, pth, yaml)

@@ -6,16 +6,17 @@ import json
 
 from click.testing import CliRunner
 
-from sr_export.bench.table7 import METHODS
+from sr_export.bench.table7 import PAPER_ROWS, table_rows
 from sr_export.cli import main
+from sr_export.families import FAMILIES
 
 
 def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
     sd, pth, yaml = tiny_checkpoints
     report = tmp_path / "report"
     result = CliRunner().invoke(main, [
-        "bench", "table7", "--runs", "2", "--warmup", "0", "--methods", "InvSR-1", "--methods", "InvSR-3",
-        "--methods", "ResShift-4", "--sd-turbo", str(sd), "--noise-predictor", str(pth),
+        "bench", "table7", "--runs", "2", "--warmup", "0", "--methods", "InvSR-1", "--methods", "InvSR-3,ResShift-4",
+        "--backends", "eager,onnxruntime-cpu", "--sd-turbo", str(sd), "--noise-predictor", str(pth),
         "--noise-predictor-config", str(yaml), "--report", str(report),
     ])
     assert result.exit_code == 0, result.output
@@ -38,10 +39,15 @@ def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
     assert (report / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_paper_rows_are_all_listed():
-    names = [m.name for m in METHODS]
+def test_paper_rows_are_all_listed_and_the_families_claim_theirs():
+    names = [m.name for m in PAPER_ROWS]
     assert names[:5] == ["InvSR-1", "InvSR-3", "InvSR-5", "RealESRGAN", "BSRGAN"]
     assert {"ResShift-4", "SinSR-1", "OSEDiff-1", "StableSR-50", "DiffBIR-50", "SeeSR-50"} <= set(names)
+    rows = {m.name: m for m in table_rows({f.name: f.bench({o.name: None for o in f.bench_options}, print)
+                                            for f in FAMILIES.values()})}
+    assert (rows["InvSR-3"].family, rows["InvSR-3"].steps, rows["InvSR-3"].paper_params_m) == ("invsr", 3, 33.84)
+    assert (rows["BSRGAN"].family, rows["BSRGAN"].paper_ms) == ("rrdbnet", 65)
+    assert rows["SinSR-1"].family is None
 
 
 def test_unknown_methods_are_refused():

@@ -18,17 +18,19 @@ import torch
 from click.testing import CliRunner
 from helpers import make_image, psnr
 
-from sr_export.build.bundle_builder import BuildOptions, build_bundle
+from sr_export.builders.bundle_builder import BuildOptions, build_bundle
 from sr_export.cli import main
-from sr_export.graphs import INVSR_GRAPHS, sizes
+from sr_export.families.invsr.graphs import GRAPHS
+from sr_export.families.invsr.reference import InvSRReference
+from sr_export.families.invsr.schedule import DEFAULT_TIMESTEPS
+from sr_export.families.invsr.source import resolve_source
+from sr_export.graph_spec import torch_dtype
 from sr_export.onnx_export import module_for_precision
-from sr_export.reference import InvSRReference
-from sr_export.schedule import DEFAULT_TIMESTEPS
-from sr_export.sources import resolve_source
 from sr_runtime.errors import SRError
+from sr_runtime.families.invsr.image_loop import UpscaleSettings
 from sr_runtime.manifest import MANIFEST_NAME
 from sr_runtime.pipeline import Upscaler
-from sr_runtime.upscale import UpscaleSettings
+from sr_runtime.precision import Precision
 
 TILE, BATCH = 32, 2
 # ONNX Runtime fp32 vs PyTorch fp32 on the same weights: only kernel rounding differs.
@@ -42,14 +44,17 @@ def _quiet(_message: str) -> None:
 @pytest.fixture(scope="module")
 def source(tiny_checkpoints):
     sd, pth, yaml = tiny_checkpoints
-    return resolve_source(sd, pth, yaml, report=_quiet)
+    return resolve_source(sd, pth, yaml, DEFAULT_TIMESTEPS[1], report=_quiet)
 
 
-def _build(source, folder: Path, steps: int, precision: str = "fp32", timesteps=None, **kw) -> Path:
-    cli = tuple(timesteps or DEFAULT_TIMESTEPS[steps])
-    opts = BuildOptions(steps=len(cli), cli_timesteps=cli, backend="onnxruntime-cpu", precision=precision,
-                        tile=TILE, batch=BATCH, output=folder, **kw)
+def _build(source, folder: Path, steps: int, precision: Precision = Precision.FP32, timesteps=None) -> Path:
+    source = source.with_timesteps(tuple(timesteps or DEFAULT_TIMESTEPS[steps]))
+    opts = BuildOptions(backend="onnxruntime-cpu", precision=precision, tile=TILE, batch=BATCH, output=folder)
     return build_bundle(source, opts, report=_quiet)
+
+
+def _dims(source, batch: int, tile: int = TILE):
+    return source.plan_build(tile, batch, _quiet).dims(batch)
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +65,9 @@ def bundles(source, tmp_path_factory):
 
 
 def _reference(source, bundle: Path) -> InvSRReference:
-    from sr_export.schedule import build_schedule
+    from sr_export.families.invsr.schedule import build_schedule
 
-    cli = Upscaler.from_bundle(bundle).manifest.pipeline.cli_timesteps
+    cli = Upscaler.from_bundle(bundle).manifest.section.cli_timesteps
     return InvSRReference(source.components, build_schedule(source.components.scheduler_config, cli))
 
 
@@ -74,7 +79,7 @@ def test_bundle_matches_the_reference_on_a_tiled_image(source, bundles, steps):
     expected = _reference(source, bundles[steps]).upscale(image, UpscaleSettings(tile=TILE, batch=BATCH))
     assert got.shape == expected.shape == (180, 280, 3)
     assert psnr(got, expected) >= MIN_PSNR
-    assert upscaler.manifest.pipeline.timesteps == [t - 1.0 for t in DEFAULT_TIMESTEPS[steps]]
+    assert upscaler.manifest.section.timesteps == [t - 1.0 for t in DEFAULT_TIMESTEPS[steps]]
 
 
 @pytest.mark.parametrize("color_fix", [None, "wavelet", "ycbcr"])
@@ -92,7 +97,7 @@ def test_bundle_matches_the_reference_on_a_padded_image_with_noise(source, bundl
 def test_user_timesteps(source, tmp_path):
     bundle = _build(source, tmp_path / "custom", 2, timesteps=(120, 400))
     manifest = Upscaler.from_bundle(bundle).manifest
-    assert manifest.pipeline.cli_timesteps == [400, 120]
+    assert manifest.section.cli_timesteps == [400, 120]
     image = make_image(30, 30, seed=2)
     expected = _reference(source, bundle).upscale(image, UpscaleSettings(tile=TILE, batch=BATCH))
     assert psnr(Upscaler.from_bundle(bundle).upscale(image), expected) >= MIN_PSNR
@@ -103,54 +108,51 @@ def test_user_timesteps(source, tmp_path):
 FP16_MAX_ABS = {"vae_encoder": 0.02, "noise_predictor": 0.02, "unet_step": 0.02, "vae_decoder": 0.01}
 
 
-@pytest.mark.parametrize("spec", INVSR_GRAPHS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", GRAPHS, ids=lambda s: s.name)
 def test_each_fp16_graph_is_close_to_its_fp32_module(source, tmp_path, spec):
-    bundle = _build(source, tmp_path / "fp16", 1, precision="fp16")
+    bundle = _build(source, tmp_path / "fp16", 1, precision=Precision.FP16)
     manifest = json.loads((bundle / MANIFEST_NAME).read_text())
     graph = manifest["graphs"][spec.name]
     assert all(t["dtype"] == ("float32" if t["shape"] == [1] else "float16") for t in graph["inputs"])
     session = ort.InferenceSession(str(bundle / graph["file"]), providers=["CPUExecutionProvider"])
-    embed = source.components.sd_turbo.text_encoder.config.hidden_size
-    inputs = spec.sample_inputs(sizes(batch=2, tile=TILE, embed=embed), "fp32", seed=3)
+    inputs = spec.sample_inputs(_dims(source, 2), Precision.FP32, seed=3)
     with torch.no_grad():
-        expected = module_for_precision(spec, source.components, "fp32")(*inputs).numpy()
-    feed = {t.name: x.to(t.dtype("fp16")).numpy() for t, x in zip(spec.inputs, inputs, strict=True)}
+        expected = module_for_precision(spec, source.components, Precision.FP32)(*inputs).numpy()
+    feed = {t.name: x.to(torch_dtype(t, Precision.FP16)).numpy() for t, x in zip(spec.inputs, inputs, strict=True)}
     (got,) = session.run(None, feed)
     assert got.dtype == np.float16 and np.isfinite(got).all()
     assert np.abs(got.astype(np.float32) - expected).max() <= FP16_MAX_ABS[spec.name]
 
 
-@pytest.mark.parametrize("spec", INVSR_GRAPHS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", GRAPHS, ids=lambda s: s.name)
 def test_each_fp32_graph_matches_its_module_at_another_batch(source, bundles, spec):
     """Graphs are traced at batch 1: batch and tile axes must really be dynamic."""
     manifest = json.loads((bundles[1] / MANIFEST_NAME).read_text())
     session = ort.InferenceSession(str(bundles[1] / manifest["graphs"][spec.name]["file"]), providers=["CPUExecutionProvider"])
-    embed = source.components.sd_turbo.text_encoder.config.hidden_size
-    inputs = spec.sample_inputs(sizes(batch=3, tile=16, embed=embed), "fp32", seed=5)
+    inputs = spec.sample_inputs(_dims(source, 3, tile=16), Precision.FP32, seed=5)
     with torch.no_grad():
-        expected = module_for_precision(spec, source.components, "fp32")(*inputs).numpy()
+        expected = module_for_precision(spec, source.components, Precision.FP32)(*inputs).numpy()
     (got,) = session.run(None, {t.name: x.numpy() for t, x in zip(spec.inputs, inputs, strict=True)})
     assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 
 
 def test_the_onnx_export_is_cached_by_weights(source, tmp_path):
     messages = []
-    cli = DEFAULT_TIMESTEPS[1]
-    opts = BuildOptions(steps=1, cli_timesteps=cli, backend="onnxruntime-cpu", tile=TILE, batch=BATCH,
-                        output=tmp_path / "again")
+    opts = BuildOptions(backend="onnxruntime-cpu", tile=TILE, batch=BATCH, output=tmp_path / "again")
     build_bundle(source, opts, report=messages.append)
-    assert any("reusing cached ONNX" in m for m in messages)
+    assert any("reusing the cached ONNX" in m for m in messages)
     assert not any("exporting" in m for m in messages)
 
 
 def test_manifest_records_every_constant(source, bundles):
     m = Upscaler.from_bundle(bundles[3]).manifest
-    assert m.backend == "onnxruntime-cpu" and m.precision == "fp32" and m.demo is False
-    assert m.pipeline.sigmas == pytest.approx([0.569285, 0.341674, 0.223004, 0.0], abs=2e-6)
-    assert m.pipeline.latent_scale == pytest.approx(source.components.latent_scale)
+    assert m.backend == "onnxruntime-cpu" and m.precision is Precision.FP32 and m.demo is False
+    assert m.section.sigmas == pytest.approx([0.569285, 0.341674, 0.223004, 0.0], abs=2e-6)
+    assert m.section.latent_scale == pytest.approx(source.components.latent_scale)
+    assert (m.section.geometry.vae_factor, m.section.geometry.pad_multiple) == (8, 16)  # from the configs
     assert set(m.checkpoints) == {"sd_turbo", "noise_predictor"}
-    assert all(len(sha) == 64 for ck in m.checkpoints.values() for sha in ck["sha256"].values())
-    assert [name for name in m.graphs] == [s.name for s in INVSR_GRAPHS]
+    assert all(len(sha) == 64 for ck in m.checkpoints.values() for sha in ck.sha256.values())
+    assert [name for name in m.graphs] == [s.name for s in GRAPHS]
 
 
 def test_inspect_and_verify(bundles):
@@ -238,7 +240,7 @@ def test_onnxruntime_bundles_run_attention_as_one_fused_node(bundles):
     import onnx
 
     ops = []
-    for spec in INVSR_GRAPHS:
+    for spec in GRAPHS:
         graph = onnx.load(str(bundles[1] / f"{spec.name}.onnx"), load_external_data=False).graph
         ops += [n.op_type for n in graph.node]
     assert ops.count("MultiHeadAttention") > 0 and "Softmax" not in ops
@@ -247,11 +249,13 @@ def test_onnxruntime_bundles_run_attention_as_one_fused_node(bundles):
 def test_the_plain_attention_export_for_tensorrt(source, tmp_path):
     import onnx
 
-    from sr_export.build.precision import onnx_attention
-    from sr_export.graphs import NOISE_PREDICTOR
+    from sr_export.attention import Attention
+    from sr_export.builders.backends import BACKENDS
+    from sr_export.families.invsr.graphs import NOISE_PREDICTOR
     from sr_export.onnx_export import export_graph
 
-    assert onnx_attention("tensorrt") == "plain" and onnx_attention("onnxruntime-cuda") == "fused"
-    path = export_graph(NOISE_PREDICTOR, source.components, "fp32", tmp_path / "np.onnx", tile=TILE, attention="plain")
+    assert BACKENDS["tensorrt"].attention is Attention.PLAIN and BACKENDS["onnxruntime-cuda"].attention is Attention.FUSED
+    path = export_graph(NOISE_PREDICTOR, source.components, Precision.FP32, tmp_path / "np.onnx", _dims(source, 1),
+                        attention=Attention.PLAIN)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "Softmax" in ops and "MultiHeadAttention" not in ops

@@ -1,4 +1,5 @@
-"""``sr-export upscale --backend torch`` end to end on tiny official-format checkpoints."""
+"""``sr-export upscale --backend torch`` end to end on tiny official-format checkpoints, and how the
+command line takes each family's options."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from click.testing import CliRunner
 from helpers import make_image
 
 from sr_export.cli import main
-from sr_export.reference import InvSRReference
-from sr_export.schedule import DEFAULT_TIMESTEPS, build_schedule
+from sr_export.families.invsr.reference import InvSRReference
+from sr_export.families.invsr.schedule import DEFAULT_TIMESTEPS, build_schedule
+from sr_runtime.families.invsr.image_loop import UpscaleSettings
 from sr_runtime.images import read_image, write_image
-from sr_runtime.upscale import UpscaleSettings
 
 TILE = 32
 
@@ -82,3 +83,41 @@ def test_upscale_needs_a_bundle_or_the_torch_backend(tmp_path):
     write_image(tmp_path / "in.png", make_image(8, 8))
     code, output = _run(["upscale", tmp_path / "in.png", "-o", tmp_path / "o.png"])
     assert code == 1 and "-e BUNDLE" in output
+
+
+def test_help_lists_each_familys_options_under_its_title():
+    code, output = _run(["build", "--help"])
+    assert code == 0
+    invsr, rrdbnet, tensorrt = (output.index(h) for h in ("InvSR options", "RRDBNet options", "TensorRT options"))
+    assert invsr < output.index("--noise-predictor ") < rrdbnet < output.index("--overlap") < tensorrt
+    code, output = _run(["upscale", "--help"])
+    assert "InvSR reference options (--backend torch" in output and "--color-fix" in output
+
+
+def test_options_of_another_family_or_of_the_reference_are_refused(tmp_path, tiny_checkpoints):
+    write_image(tmp_path / "in.png", make_image(8, 8))
+    code, output = _run(["upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--backend", "torch",
+                         "--model", "realesrgan", "--steps", "2"])
+    assert code == 1 and "--steps: InvSR reference (--backend torch) options; --model realesrgan takes" in output
+    code, output = _run(["upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--backend", "torch",
+                         "--seed", "3", "--model", "bsrgan"])
+    assert code == 1 and "--seed: InvSR options" in output
+
+
+def test_the_rrdbnet_reference_runs_the_network_on_the_whole_image(tmp_path):
+    import torch
+
+    from sr_export.families.rrdbnet.model import TINY_CONFIG, RRDBNet, write_random_rrdbnet
+
+    checkpoint = write_random_rrdbnet(tmp_path / "RealESRGAN_x4plus.pth", seed=5)
+    image = make_image(21, 34, seed=3)
+    write_image(tmp_path / "in.png", image)
+    code, output = _run(["upscale", tmp_path / "in.png", "-o", tmp_path / "out.npy", "--backend", "torch",
+                         "--model", "realesrgan", "--checkpoint", checkpoint])
+    assert code == 0, output
+    torch.manual_seed(5)
+    model = RRDBNet(TINY_CONFIG).eval()
+    with torch.no_grad():
+        lr = torch.from_numpy(read_image(tmp_path / "in.png").pixels.transpose(2, 0, 1).copy())[None]
+        expected = model(lr)[0].clamp(0, 1).numpy().transpose(1, 2, 0)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)

@@ -1,4 +1,4 @@
-"""The noise predictor against the spec (docs/invsr-inference.md sections 1 and 5.1) and its loaders."""
+"""The noise predictor against the official NoisePredictor (InvSR's vae.py and sample-sd-turbo.yaml) and its loaders."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from sr_export.models.noise_predictor import (
+from sr_export.families.invsr.noise_predictor import (
     OFFICIAL_CONFIG,
     TINY_CONFIG,
     NoisePredictor,

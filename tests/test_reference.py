@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from diffusers import EulerDiscreteScheduler
 from helpers import make_image
 
-from sr_export.reference import InvSRReference
-from sr_export.schedule import DEFAULT_TIMESTEPS, build_schedule
-from sr_runtime.noise import PosteriorNoise
-from sr_runtime.upscale import UpscaleSettings, latent_shape
+from sr_export.families.invsr.reference import InvSRReference
+from sr_export.families.invsr.schedule import DEFAULT_TIMESTEPS, build_schedule
+from sr_runtime.families.invsr.image_loop import UpscaleSettings
+from sr_runtime.families.invsr.noise import PosteriorNoise
 
 # fp32 on both sides; only the order of a few float operations differs.
 MAX_ABS = 2e-5
@@ -49,7 +49,7 @@ def official_tiles(components, cli_timesteps, lr: np.ndarray, np_noise: np.ndarr
     posterior = sd.vae.encode(image_up).latent_dist
     z_lr = sd.vae.config.scaling_factor * (posterior.mean + posterior.std * torch.from_numpy(vae_noise))
     latents = scheduler.add_noise(z_lr, noise, t1)
-    from sr_export.models.sd_turbo import encode_prompt
+    from sr_export.families.invsr.sd_turbo import encode_prompt
 
     embeds = encode_prompt(sd).expand(len(lr), -1, -1)
     for t in scheduler.timesteps:
@@ -68,7 +68,7 @@ def _reference(components, cli_timesteps) -> InvSRReference:
 def test_default_timesteps_match_the_official_sampler(tiny_components, steps):
     cli = DEFAULT_TIMESTEPS[steps]
     lr = np.stack([make_image(32, 32, seed=s).transpose(2, 0, 1) for s in range(2)])
-    zeros = np.zeros(latent_shape(2, 32), np.float32)
+    zeros = np.zeros(tiny_components.geometry.latent_shape(2, 32), np.float32)
     ours = _reference(tiny_components, cli).run_tiles(lr, zeros, zeros)
     theirs = official_tiles(tiny_components, cli, lr, zeros, zeros)
     assert ours.shape == (2, 3, 128, 128)
@@ -79,7 +79,7 @@ def test_default_timesteps_match_the_official_sampler(tiny_components, steps):
 def test_user_timesteps_and_posterior_noise_match_the_official_sampler(tiny_components):
     cli = (700, 333, 20)
     lr = make_image(32, 32, seed=3).transpose(2, 0, 1)[None]
-    np_noise, vae_noise = PosteriorNoise(seed=7, steps=3).draw(latent_shape(1, 32))
+    np_noise, vae_noise = PosteriorNoise(seed=7, steps=3).draw(tiny_components.geometry.latent_shape(1, 32))
     ours = _reference(tiny_components, cli).run_tiles(lr, np_noise, vae_noise)
     theirs = official_tiles(tiny_components, cli, lr, np_noise, vae_noise)
     assert np.abs(ours - theirs).max() <= MAX_ABS
@@ -92,7 +92,7 @@ def test_one_call_at_exactly_the_tile_size(tiny_components):
     image = make_image(32, 32, seed=4)
     reference = _reference(tiny_components, (200,))
     whole = reference.upscale(image, UpscaleSettings(tile=32, batch=4))
-    zeros = np.zeros(latent_shape(1, 32), np.float32)
+    zeros = np.zeros(tiny_components.geometry.latent_shape(1, 32), np.float32)
     direct = official_tiles(tiny_components, (200,), image.transpose(2, 0, 1)[None], zeros, zeros)
     assert np.abs(whole - direct[0].transpose(1, 2, 0)).max() <= MAX_ABS
 
@@ -106,3 +106,79 @@ def test_tiled_upscale_covers_the_image_and_reports_progress(tiny_components):
     assert out.shape == (180, 280, 3) and out.dtype == np.float32
     assert np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
     assert seen[-1][0] == seen[-1][1] and len(seen) == -(-seen[-1][1] // 3)
+
+
+# ---- the pad multiple (the official mod_lq) follows the loaded configs ------------------------------------
+
+@pytest.fixture(scope="module")
+def shallow_unet(tmp_path_factory):
+    """A tiny SD-Turbo whose UNet has 2 levels: the official mod_lq is (8 // 4) * 2 = 4, not SD-Turbo's 16."""
+    from sr_export.families.invsr.random_checkpoints import (
+        write_random_noise_predictor,
+        write_random_sd_turbo,
+    )
+    from sr_export.families.invsr.reference import load_components
+
+    root = tmp_path_factory.mktemp("unet2")
+    sd = write_random_sd_turbo(root / "sd-turbo", seed=2, unet_levels=2)
+    pth, yaml = write_random_noise_predictor(root / "np", seed=2)
+    return load_components(sd, pth, yaml)
+
+
+def official_sample_func(components, cli_timesteps, image: np.ndarray, tile: int, pad_multiple_override=None):
+    """``sampler_invsr.sample_func`` restated (posterior means, no colour fix): mod_lq from the VAE's and
+    UNet's block_out_channels, the small-image reflect loop, bottom/right reflect padding to mod_lq, tiles
+    at stride tile // 2 (``ImageSpliterTh``), Gaussian-weighted blend, crop."""
+    from sr_runtime.tiling import gaussian_weights_1d
+
+    sd = components.sd_turbo
+    vae_sf = 2 ** (len(sd.vae.config.block_out_channels) - 1)
+    diffusion_sf = 2 ** (len(sd.unet.config.block_out_channels) - 1)
+    mod_lq = pad_multiple_override or vae_sf // 4 * diffusion_sf
+    im = torch.from_numpy(image.transpose(2, 0, 1).copy())[None]
+    h0, w0 = im.shape[-2:]
+    top = left = 0
+    while min(im.shape[-2:]) < tile:
+        h, w = im.shape[-2:]
+        up, lf = max(min((tile - h) // 2, h - 1), 0), max(min((tile - w) // 2, w - 1), 0)
+        down, right = max(min(tile - h - up, h - 1), 0), max(min(tile - w - lf, w - 1), 0)
+        im = F.pad(im, (lf, right, up, down), mode="reflect")
+        top, left = top + up, left + lf
+    if im.shape[-2:] != (tile, tile):
+        h, w = im.shape[-2:]
+        im = F.pad(im, (0, -(-w // mod_lq) * mod_lq - w, 0, -(-h // mod_lq) * mod_lq - h), mode="reflect")
+    H, W = im.shape[-2:]
+
+    def starts(length):
+        return [0] if length <= tile else list(dict.fromkeys(min(s, length - tile) for s in range(0, length, tile // 2)))
+
+    gauss = gaussian_weights_1d(4 * tile)
+    weight = np.outer(gauss, gauss)
+    acc, norm = np.zeros((3, 4 * H, 4 * W)), np.zeros((4 * H, 4 * W))
+    zeros = np.zeros(components.geometry.latent_shape(1, tile), np.float32)
+    for y in starts(H):
+        for x in starts(W):
+            patch = im[:, :, y:y + tile, x:x + tile].numpy()
+            sr = official_tiles(components, cli_timesteps, patch, zeros, zeros)[0]
+            acc[:, 4 * y:4 * y + 4 * tile, 4 * x:4 * x + 4 * tile] += sr * weight
+            norm[4 * y:4 * y + 4 * tile, 4 * x:4 * x + 4 * tile] += weight
+    out = (acc / norm)[:, 4 * top:4 * (top + h0), 4 * left:4 * (left + w0)]
+    return np.clip(out, 0, 1).transpose(1, 2, 0)
+
+
+def test_the_pad_multiple_follows_the_unet_depth_as_in_the_official_sampler(shallow_unet):
+    assert (shallow_unet.geometry.vae_factor, shallow_unet.geometry.pad_multiple) == (8, 4)
+    image = make_image(50, 42, seed=6)  # 50 x 42: padded to 52 x 44 with mod_lq 4, to 64 x 48 with 16
+    ours = _reference(shallow_unet, (200,)).upscale(image, UpscaleSettings(tile=16, batch=4))
+    official = official_sample_func(shallow_unet, (200,), image, tile=16)
+    assert ours.shape == official.shape == (200, 168, 3)
+    assert np.abs(ours - official).max() <= MAX_ABS
+    hard_coded_16 = official_sample_func(shallow_unet, (200,), image, tile=16, pad_multiple_override=16)
+    assert np.abs(ours - hard_coded_16).max() > 1e-3  # the multiple matters: the tiling differs
+
+
+def test_a_tile_that_is_no_multiple_of_the_pad_multiple_is_refused(tiny_components):
+    from sr_runtime.errors import SRError
+
+    with pytest.raises(SRError, match="multiple of 16"):
+        _reference(tiny_components, (200,)).upscale(make_image(40, 40), UpscaleSettings(tile=40, batch=1))

@@ -19,10 +19,11 @@ from click.testing import CliRunner
 from helpers import make_image, psnr
 from PIL import Image
 
-from sr_export.build.bundle_builder import FP16_CHECK, BuildOptions, build_bundle
+from sr_export.builders.bundle_builder import BuildOptions, build_bundle
+from sr_export.builders.onnx_cache import FP16_CHECK
 from sr_export.cli import main
-from sr_export.graphs import RRDBNET, rrdbnet_sizes
-from sr_export.models.rrdbnet import (
+from sr_export.families.rrdbnet.graphs import RRDBNET
+from sr_export.families.rrdbnet.model import (
     BSRGAN,
     REALESRGAN,
     TINY_CONFIG,
@@ -31,15 +32,17 @@ from sr_export.models.rrdbnet import (
     load_rrdbnet,
     save_checkpoint,
     to_layout,
+    write_random_rrdbnet,
 )
+from sr_export.families.rrdbnet.source import resolve_rrdbnet_source
 from sr_export.onnx_export import export_graph
-from sr_export.rrdbnet_source import resolve_rrdbnet_source
-from sr_export.tiny_checkpoints import write_tiny_rrdbnet
-from sr_runtime.crop_tiling import keep_ranges, pad_to_plan, plan_crop_tiles, upscale_tiled
+from sr_runtime.crop_tiling import keep_ranges, plan_crop_tiles, upscale_tiled
 from sr_runtime.errors import SRError
+from sr_runtime.families.rrdbnet.graphs import dims
 from sr_runtime.images import read_image
 from sr_runtime.manifest import MANIFEST_NAME, read_manifest
 from sr_runtime.pipeline import Upscaler
+from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION
 
 # One RRDB: 17 LR-resolution 3x3 convs (conv_first, 15 dense convs, conv_body) reach 17 LR px; conv_up1
@@ -82,11 +85,10 @@ def torch_sr(model: RRDBNet, image: np.ndarray, clamp: bool = True) -> np.ndarra
     return np.clip(out, 0, 1) if clamp else out
 
 
-def build(tmp_path: Path, checkpoint: Path, name: str = "bundle", precision: str = "fp32", overlap: int = RECEPTIVE_RADIUS,
-          layout: str = REALESRGAN, tile: int = TILE, batch: int = BATCH) -> Path:
+def build(tmp_path: Path, checkpoint: Path, name: str = "bundle", precision: Precision = Precision.FP32,
+          overlap: int = RECEPTIVE_RADIUS, layout: str = REALESRGAN, tile: int = TILE, batch: int = BATCH) -> Path:
     source = resolve_rrdbnet_source(layout, checkpoint, overlap, report=_quiet)
-    opts = BuildOptions(steps=0, cli_timesteps=(), backend="onnxruntime-cpu", precision=precision, tile=tile,
-                        batch=batch, output=tmp_path / name)
+    opts = BuildOptions(backend="onnxruntime-cpu", precision=precision, tile=tile, batch=batch, output=tmp_path / name)
     return build_bundle(source, opts, report=_quiet)
 
 
@@ -109,7 +111,7 @@ def checkpoint(tmp_path, test_model) -> Path:
 # ---- the network ----------------------------------------------------------------------------------
 
 def _official_keys(trunk: str, rdb: str, names: dict[str, str]) -> list[str]:
-    """The release's state-dict keys, written out from docs/other-models.md section 6."""
+    """The release's state-dict keys, written out from BasicSR's RRDBNet (RealESRGAN_x4plus.pth)."""
     convs = [f"{trunk}.{b}.{rdb}{k}.conv{c}" for b in range(23) for k in (1, 2, 3) for c in range(1, 6)]
     modules = ["conv_first", *convs, names["body"], names["up1"], names["up2"], names["hr"], "conv_last"]
     return [f"{m}.{p}" for m in modules for p in ("weight", "bias")]
@@ -174,7 +176,7 @@ def _same_weights(a: RRDBNet, b: RRDBNet) -> bool:
 @pytest.mark.parametrize("wrapper", ["params_ema", "params", None])
 def test_realesrgan_loader_unwraps_and_infers_the_config(tmp_path, wrapper):
     config = RRDBConfig(num_feat=12, num_block=3, num_grow_ch=6)
-    path = write_tiny_rrdbnet(tmp_path / "RealESRGAN_x4plus.pth", REALESRGAN, seed=1, wrapper=wrapper, config=config)
+    path = write_random_rrdbnet(tmp_path / "RealESRGAN_x4plus.pth", REALESRGAN, seed=1, wrapper=wrapper, config=config)
     loaded = load_rrdbnet(path, REALESRGAN)
     torch.manual_seed(1)
     assert loaded.config == config and _same_weights(loaded, RRDBNet(config))
@@ -195,8 +197,8 @@ def test_bsrgan_loader_renames_the_esrgan_keys(tmp_path, test_model):
     assert loaded.config == TEST_CONFIG and _same_weights(loaded, test_model)
 
 
-def test_tiny_writer_default_is_the_tiny_config(tmp_path):
-    assert load_rrdbnet(write_tiny_rrdbnet(tmp_path / "t.pth"), REALESRGAN).config == TINY_CONFIG
+def test_random_writer_default_is_the_tiny_config(tmp_path):
+    assert load_rrdbnet(write_random_rrdbnet(tmp_path / "t.pth"), REALESRGAN).config == TINY_CONFIG
 
 
 def test_loader_casts_fp16_checkpoints_to_fp32(tmp_path, test_model):
@@ -254,12 +256,12 @@ def test_loader_refuses_x2_models_and_non_rrdbnet_files(tmp_path, test_model):
 
 # ---- ONNX -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("precision", "atol"), [("fp32", FP32_ATOL), ("fp16", FP16_ATOL)])
+@pytest.mark.parametrize(("precision", "atol"), [(Precision.FP32, FP32_ATOL), (Precision.FP16, FP16_ATOL)])
 def test_onnx_matches_the_module_at_other_sizes(tmp_path, test_model, precision, atol):
     """Traced at 32 x 32, run at another batch and an odd, non-square size: the axes really are dynamic."""
-    path = export_graph(RRDBNET, test_model, precision, tmp_path / "rrdbnet.onnx", tile=32, dims=rrdbnet_sizes(1, 32))
+    path = export_graph(RRDBNET, test_model, precision, tmp_path / "rrdbnet.onnx", dims(1, 32, 32))
     lr = torch.rand(3, 3, 21, 17, generator=torch.Generator().manual_seed(0))
-    dtype = np.float32 if precision == "fp32" else np.float16
+    dtype = precision.numpy_dtype
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"lr": lr.numpy().astype(dtype)})[0]
     with torch.no_grad():
         expected = test_model(lr).numpy()
@@ -294,9 +296,9 @@ def test_tiled_bundle_equals_the_module_on_the_whole_image(tmp_path, cache, test
 
 def test_default_overlap_and_fp16_bundle(tmp_path, cache, checkpoint, test_model):
     """Real-ESRGAN's usual 16 px overlap (below this model's 19 px receptive field) in fp16."""
-    bundle = build(tmp_path, checkpoint, precision="fp16", overlap=16)
+    bundle = build(tmp_path, checkpoint, precision=Precision.FP16, overlap=16)
     manifest = read_manifest(bundle, TOOL_VERSION)
-    assert manifest.precision == "fp16" and manifest.precision_fallback is None
+    assert manifest.precision is Precision.FP16 and manifest.precision_fallback is None
     assert manifest.graphs["rrdbnet"].inputs[0].dtype == "float16"
     image = make_image(101, 77, seed=2)
     got, expected = Upscaler.from_bundle(bundle).upscale(image), torch_sr(test_model, image)
@@ -304,19 +306,17 @@ def test_default_overlap_and_fp16_bundle(tmp_path, cache, checkpoint, test_model
     np.testing.assert_allclose(got, expected, rtol=0, atol=FP16_ATOL)
 
 
-def test_images_smaller_than_a_tile_are_reflect_padded(tmp_path, cache, checkpoint, test_model):
-    """23 x 50 LR in a 64 px tile: the engine sees the reflect-padded tile, the output keeps 92 x 200;
-    beyond the receptive field from the padded borders it equals the whole-image run."""
+@pytest.mark.parametrize(("height", "width"), [(23, 50), (48, 40), (5, 130)])
+def test_images_smaller_than_a_tile_run_at_their_own_size(tmp_path, cache, checkpoint, test_model, height, width):
+    """A side shorter than the 64 px tile is run at its own length (the engine's profile takes 1..64 px),
+    so every pixel, borders included, equals the whole-image run that Real-ESRGAN and BSRGAN do."""
     upscaler = Upscaler.from_bundle(build(tmp_path, checkpoint))
-    image = make_image(23, 50, seed=3)
+    profile = upscaler.manifest.graphs["rrdbnet"].profile["lr"]
+    assert profile == [[1, 3, 1, 1], [BATCH, 3, TILE, TILE], [BATCH, 3, TILE, TILE]]
+    image = make_image(height, width, seed=3)
     got = upscaler.upscale(image)
-    plan = plan_crop_tiles(23, 50, TILE, RECEPTIVE_RADIUS)
-    padded = pad_to_plan(image.transpose(2, 0, 1), plan).transpose(1, 2, 0)
-    assert got.shape == (92, 200, 3) and padded.shape == (64, 64, 3)
-    np.testing.assert_allclose(got, torch_sr(test_model, padded)[:92, :200], rtol=0, atol=FP32_ATOL)
-    inner = 4 * (23 - RECEPTIVE_RADIUS)
-    np.testing.assert_allclose(got[:inner, : 4 * (50 - RECEPTIVE_RADIUS)],
-                               torch_sr(test_model, image)[:inner, : 4 * (50 - RECEPTIVE_RADIUS)], rtol=0, atol=FP32_ATOL)
+    assert got.shape == (4 * height, 4 * width, 3)
+    np.testing.assert_allclose(got, torch_sr(test_model, image), rtol=0, atol=FP32_ATOL)
 
 
 def test_bsrgan_bundle(tmp_path, cache, test_model):
@@ -339,17 +339,17 @@ def test_fp16_overflow_falls_back_to_fp32(tmp_path, cache, caplog, monkeypatch):
     path = save_checkpoint(model, tmp_path / "RealESRGAN_x4plus.pth", REALESRGAN, "params_ema")
     monkeypatch.chdir(tmp_path)  # the default bundle path is relative: engines/<name>
     source = resolve_rrdbnet_source(REALESRGAN, path, overlap=8, report=_quiet)
-    opts = BuildOptions(steps=0, cli_timesteps=(), backend="onnxruntime-cpu", precision="fp16", tile=32, batch=2)
+    opts = BuildOptions(backend="onnxruntime-cpu", precision=Precision.FP16, tile=32, batch=2)
     for attempt in range(2):  # the second build takes the graphs and the verdict from the ONNX cache
         messages: list[str] = []
         with caplog.at_level(logging.WARNING):
             bundle = build_bundle(source, opts, report=messages.append)
         assert "fp16 overflows" in caplog.text
-        assert any("reusing cached ONNX" in m for m in messages) == (attempt == 1)
+        assert any("reusing the cached ONNX" in m for m in messages) == (attempt == 1)
         caplog.clear()
         assert bundle == Path("engines/realesrgan-onnxruntime-cpu-fp32")
         manifest = read_manifest(bundle, TOOL_VERSION)
-        assert manifest.precision == "fp32" and "non-finite" in manifest.precision_fallback
+        assert manifest.precision is Precision.FP32 and "non-finite" in manifest.precision_fallback
         assert manifest.graphs["rrdbnet"].inputs[0].dtype == "float32"
     assert len(list(cache.glob(f"onnx/*/{FP16_CHECK}"))) == 1
     tiles = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
@@ -365,13 +365,15 @@ def test_fp16_overflow_falls_back_to_fp32(tmp_path, cache, caplog, monkeypatch):
 def test_runtime_refuses_what_the_chain_cannot_run(tmp_path, cache, checkpoint):
     bundle = build(tmp_path, checkpoint)
     upscaler = Upscaler.from_bundle(bundle)
-    with pytest.raises(SRError, match="InvSR options"):
+    with pytest.raises(SRError, match="no option color_fix"):
         upscaler.upscale(make_image(16, 16), color_fix="wavelet")
     with pytest.raises(SRError, match="takes lr"):
         upscaler.run_tiles(np.zeros((1, 3, TILE, TILE), np.float32), np.zeros(1))
     data = json.loads((bundle / MANIFEST_NAME).read_text())
-    for edit, fragment in [({"family": "swinir"}, "'swinir' model"), ({"overlap": 32}, "twice the overlap")]:
-        (bundle / MANIFEST_NAME).write_text(json.dumps({**data, "pipeline": {**data["pipeline"], **edit}}))
+    for edit, fragment in [({"pipeline": {**data["pipeline"], "family": "swinir"}}, "'swinir' model"),
+                           ({"section": {"overlap": 32}}, "twice the overlap"),
+                           ({"section": {"overlap": "8"}}, "section.overlap must be int")]:
+        (bundle / MANIFEST_NAME).write_text(json.dumps({**data, **edit}))
         with pytest.raises(SRError, match=fragment):
             Upscaler.from_bundle(bundle)
 
@@ -393,28 +395,28 @@ def box_x4(radius: int):
 def test_crop_tiling_equals_a_whole_image_run(height, width, tile, overlap):
     image = make_image(height, width, seed=height)
     plan = plan_crop_tiles(height, width, tile, overlap)
-    whole = box_x4(overlap)(pad_to_plan(image.transpose(2, 0, 1), plan)[None])[0]
-    expected = np.clip(whole[:, : 4 * height, : 4 * width], 0, 1).transpose(1, 2, 0)
+    whole = box_x4(overlap)(image.transpose(2, 0, 1)[None])[0]
+    expected = np.clip(whole, 0, 1).transpose(1, 2, 0)
     for batch in (1, 3):
         got = upscale_tiled(image, box_x4(overlap), tile, overlap, batch)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     if len({y for y, _ in plan.starts}) > 1 or len({x for _, x in plan.starts}) > 1:
         # A network that sees farther than the overlap shows the seams.
         seamed = upscale_tiled(image, box_x4(overlap + 1), tile, overlap, 2)
-        reach = box_x4(overlap + 1)(pad_to_plan(image.transpose(2, 0, 1), plan)[None])[0]
-        assert np.abs(seamed - np.clip(reach[:, : 4 * height, : 4 * width], 0, 1).transpose(1, 2, 0)).max() > 1e-4
+        reach = box_x4(overlap + 1)(image.transpose(2, 0, 1)[None])[0]
+        assert np.abs(seamed - np.clip(reach, 0, 1).transpose(1, 2, 0)).max() > 1e-4
 
 
 @pytest.mark.parametrize(("length", "tile", "overlap"), [(200, 64, 16), (65, 64, 16), (64, 64, 0), (97, 40, 19)])
 def test_keep_ranges_partition_the_axis_with_context(length, tile, overlap):
     plan = plan_crop_tiles(length, length, tile, overlap)
-    ranges = keep_ranges([y for y, _ in plan.starts], tile, plan.padded_height)
+    ranges = keep_ranges([y for y, _ in plan.starts], plan.tile_height, length)
     spans = sorted(ranges.values())
-    assert spans[0][0] == 0 and spans[-1][1] == plan.padded_height
+    assert spans[0][0] == 0 and spans[-1][1] == length
     assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))
     for start, (lo, hi) in ranges.items():
         assert lo == 0 or lo - start >= overlap  # real context before the kept part, or the image border
-        assert hi == plan.padded_height or start + tile - hi >= overlap
+        assert hi == length or start + plan.tile_height - hi >= overlap
 
 
 def test_crop_tiling_refuses_bad_geometry():
@@ -446,7 +448,7 @@ def test_cli_build_and_upscale_realesrgan(tmp_path, cache, checkpoint, test_mode
     assert got.shape == (260, 280, 3)
     assert np.abs(got - expected).max() <= 0.5 / 255 + FP32_ATOL  # 8-bit output rounding
     result = runner.invoke(main, ["inspect", str(bundle)])
-    assert result.exit_code == 0 and "rrdbnet, x4, tile 64, batch 2, overlap 19" in result.output
+    assert result.exit_code == 0 and "rrdbnet, x4, tile 64, batch 2" in result.output and "overlap 19" in result.output
     assert "timesteps" not in result.output
 
 

@@ -25,18 +25,24 @@ from sr_runtime.backends.base import GpuInfo, RuntimeOptions, check_tensorrt_tar
 from sr_runtime.backends.onnxruntime import BoundChain
 from sr_runtime.bundle_check import verify_bundle
 from sr_runtime.errors import SRError
+from sr_runtime.families.invsr.chain import invsr_plan
+from sr_runtime.families.invsr.family import PROMPT_EMBEDS_NAME
+from sr_runtime.families.invsr.graphs import GRAPHS
+from sr_runtime.families.invsr.image_loop import UpscaleSettings, upscale_array
+from sr_runtime.families.invsr.section import Geometry, InvSRSection
 from sr_runtime.manifest import (
     MANIFEST_NAME,
-    PROMPT_EMBEDS_NAME,
     FileRecord,
     GraphInfo,
     Manifest,
     PipelineInfo,
     TargetInfo,
     TensorInfo,
+    parse_manifest,
+    read_manifest,
 )
-from sr_runtime.pipeline import Upscaler, invsr_plan
-from sr_runtime.upscale import UpscaleSettings, upscale_array
+from sr_runtime.pipeline import Upscaler
+from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION
 
 HAS_CUDA_EP = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -55,23 +61,10 @@ W_DEC = rng.normal(size=(3, 4)).astype(np.float32)
 B_DEC = rng.normal(size=3).astype(np.float32)
 EMBEDS = rng.normal(size=(1, TOKENS, EMBED)).astype(np.float32)
 
-LR = ("batch", 3, "tile", "tile")
-LAT = ("batch", 4, "latent", "latent")
-IMAGE = ("batch", 3, "image", "image")
+GEOMETRY = Geometry(latent_channels=4, vae_factor=8, pad_multiple=16)  # SD-Turbo's
 # name -> (inputs, outputs) with the symbolic dims the exporter writes into the manifest
-GRAPH_IO = {
-    "vae_encoder": ({"lr": LR, "noise": LAT}, {"z_lr": LAT}),
-    "noise_predictor": (
-        {"lr": LR, "timestep": (1,), "noise": LAT, "z_lr": LAT, "sigma": (1,)},
-        {"latent": LAT},
-    ),
-    "unet_step": (
-        {"latent": LAT, "timestep": (1,), "sigma": (1,), "sigma_next": (1,), "prompt_embeds": ("batch", 77, "embed")},
-        {"latent_next": LAT},
-    ),
-    "vae_decoder": ({"latent": LAT}, {"image": IMAGE}),
-}
-SIZES = {"tile": TILE, "latent": LATENT, "image": 4 * TILE, "embed": EMBED}
+GRAPH_IO = {io.name: ({t.name: t.dims for t in io.inputs}, {t.name: t.dims for t in io.outputs}) for io in GRAPHS}
+SIZES = {"tile": TILE, "latent": LATENT, "image": 4 * TILE, "embed": EMBED, "tokens": TOKENS, "latent_channels": 4}
 
 
 # ---- the stand-in math, in numpy --------------------------------------------------------------
@@ -185,7 +178,7 @@ def schedule(steps: int) -> tuple[list[float], list[float]]:
     return [249.0 - 50 * i for i in range(steps)], [0.69 - 0.2 * i for i in range(steps)] + [0.03]
 
 
-def write_bundle(folder: Path, precision="fp32", backend="onnxruntime-cpu", steps=2, batch=3, demo=False) -> Path:
+def write_bundle(folder: Path, precision: str = "fp32", backend="onnxruntime-cpu", steps=2, batch=3, demo=False) -> Path:
     folder.mkdir(parents=True)
     graphs = {}
     for name, (inputs, outputs) in GRAPH_IO.items():
@@ -199,11 +192,11 @@ def write_bundle(folder: Path, precision="fp32", backend="onnxruntime-cpu", step
         graphs[name] = GraphInfo(file.name, hashlib.sha256(file.read_bytes()).hexdigest(), file.stat().st_size,
                                  infos(inputs), infos(outputs))
     timesteps, sigmas = schedule(steps)
-    pipeline = PipelineInfo(family="invsr", scale=4, tile=TILE, batch=batch, latent_channels=4, latent_scale=0.18215,
-                            cli_timesteps=[int(t) + 1 for t in timesteps], timesteps=timesteps, sigmas=sigmas,
-                            prompt="test", embed_shape=list(EMBEDS.shape))
+    section = InvSRSection(geometry=GEOMETRY, latent_scale=0.18215, cli_timesteps=[int(t) + 1 for t in timesteps],
+                           timesteps=timesteps, sigmas=sigmas, prompt="test", embed_shape=list(EMBEDS.shape))
     manifest = Manifest(tool_version=TOOL_VERSION, backend=backend, backend_version=ort.__version__,
-                        precision=precision, demo=demo, pipeline=pipeline, graphs=graphs, checkpoints={})
+                        precision=Precision(precision), demo=demo, section=section, graphs=graphs, checkpoints={},
+                        pipeline=PipelineInfo(family="invsr", scale=4, tile=TILE, batch=batch))
     np.save(folder / PROMPT_EMBEDS_NAME, EMBEDS)
     (folder / MANIFEST_NAME).write_text(manifest.to_json())
     return folder
@@ -225,7 +218,7 @@ def test_runtime_never_imports_torch_or_the_export_side():
         "import importlib, pkgutil, sys, sr_runtime\n"
         "for m in pkgutil.walk_packages(sr_runtime.__path__, 'sr_runtime.'):\n"
         "    importlib.import_module(m.name)\n"
-        "assert 'sr_runtime.backends.tensorrt' in sys.modules and 'sr_runtime.rrdbnet' in sys.modules\n"
+        "assert 'sr_runtime.backends.tensorrt' in sys.modules and 'sr_runtime.families.rrdbnet' in sys.modules\n"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'sr_export') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -261,7 +254,7 @@ def test_upscale_matches_numpy_chain_with_a_partial_last_batch(tmp_path, seed):
     total = progress[-1][1]
     assert total % batch != 0 and progress[-1][0] == total  # the last batch really was partial
     settings = UpscaleSettings(tile=TILE, batch=batch, seed=seed)
-    expected = upscale_array(image, numpy_run_tiles(*schedule(2), "fp32"), settings, steps=2)
+    expected = upscale_array(image, numpy_run_tiles(*schedule(2), "fp32"), settings, steps=2, geometry=GEOMETRY)
     assert got.shape == (160, 96, 3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
@@ -271,9 +264,10 @@ def test_upscale_matches_numpy_chain_with_a_partial_last_batch(tmp_path, seed):
 def test_io_binding_chain_on_cpu_matches_numpy(tmp_path, precision, fixed_batch):
     """The CUDA backend's bound chain, run with CPU buffers: binding, ping-pong, padding and dtypes."""
     bundle = write_bundle(tmp_path / "b", precision, steps=3, batch=3)
-    manifest = Manifest.from_dict(json.loads((bundle / MANIFEST_NAME).read_text()))
+    manifest = read_manifest(bundle, TOOL_VERSION)
     sessions = backend_for("onnxruntime-cpu").open(bundle, manifest)
-    chain = BoundChain(sessions, lambda n: invsr_plan(manifest, EMBEDS, n), 3, "cpu", fixed_batch=fixed_batch)
+    chain = BoundChain(sessions, lambda n, h, w: invsr_plan(manifest.section, TILE, EMBEDS, n), 3, "cpu",
+                       fixed_batch=fixed_batch)
     reference = numpy_run_tiles(*schedule(3), precision)
     results = []
     for n, seed in [(3, 1), (2, 2), (3, 3)]:
@@ -283,7 +277,7 @@ def test_io_binding_chain_on_cpu_matches_numpy(tmp_path, precision, fixed_batch)
     # Results are the caller's: later batches must not overwrite them through a shared device buffer.
     np.testing.assert_allclose(results[0].astype(np.float32), reference(*random_tiles(3, 1)), atol=TOLERANCE[precision])
     # A captured CUDA graph replays fixed addresses: a fixed-batch chain must pad, never bind a second size.
-    assert chain.batch_sizes == ((3,) if fixed_batch else (3, 2))
+    assert chain.tile_shapes == (((3, TILE, TILE),) if fixed_batch else ((3, TILE, TILE), (2, TILE, TILE)))
 
 
 def test_upscale_rejects_a_non_rgb_array(tmp_path):
@@ -351,7 +345,7 @@ def test_refuses_running_a_bundle_on_another_backend(tmp_path):
     assert "built for onnxruntime-cpu" in _refusal(bundle, backend="onnxruntime-cuda")
 
 
-def test_refuses_tensorrt_bundles_until_a_tensorrt_backend_exists(tmp_path):
+def test_refuses_tensorrt_bundles_without_tensorrt(tmp_path):
     bundle = write_bundle(tmp_path / "b", backend="tensorrt")
     assert "tensorrt" in _refusal(bundle)
 
@@ -372,8 +366,23 @@ def test_refuses_when_onnxruntime_is_missing(tmp_path, monkeypatch):
 
 def test_refuses_inconsistent_sigmas(tmp_path):
     bundle = write_bundle(tmp_path / "b", steps=2)
-    _edit_manifest(bundle, lambda d: d["pipeline"]["sigmas"].pop())
+    _edit_manifest(bundle, lambda d: d["section"]["sigmas"].pop())
     assert "sigmas" in _refusal(bundle)
+
+
+@pytest.mark.parametrize(("where", "field", "value", "fragment"), [
+    ("pipeline", "tile", "16", "manifest.pipeline.tile must be int"),
+    ("section", "sigmas", None, "manifest.section.sigmas must be a list"),
+    ("section", "geometry", {"latent_channels": 4}, "manifest.section.geometry lacks the field vae_factor"),
+    ("section", "steps", 3, "unknown field(s) steps"),
+    (None, "precision", "int8", "manifest.precision must be one of fp32, fp16"),
+    (None, "demo", "no", "manifest.demo must be bool"),
+])
+def test_refuses_fields_of_the_wrong_type_in_one_line(tmp_path, where, field, value, fragment):
+    bundle = write_bundle(tmp_path / "b")
+    _edit_manifest(bundle, lambda d: (d[where] if where else d).update({field: value}))
+    message = _refusal(bundle)
+    assert fragment in message and "malformed" in message
 
 
 def test_refuses_graphs_the_chain_cannot_bind(tmp_path):
@@ -406,7 +415,7 @@ def test_verify_bundle_finds_changed_bytes(tmp_path):
 
 
 def _trt_manifest(tmp_path, target: TargetInfo | None) -> Manifest:
-    manifest = Manifest.from_dict(json.loads((write_bundle(tmp_path / "b") / MANIFEST_NAME).read_text()))
+    manifest = read_manifest(write_bundle(tmp_path / "b"), TOOL_VERSION)
     manifest.backend, manifest.backend_version, manifest.target = "tensorrt", "10.14.1", target
     return manifest
 
@@ -426,16 +435,12 @@ def test_tensorrt_target_check(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         check_tensorrt_target(manifest, "10.14.1", GpuInfo("NVIDIA H100 PCIe", "9.0"))
     assert "H100 PCIe" in caplog.text
-    manifest.target = TargetInfo("NVIDIA A100-SXM4-80GB", "8.0", hardware_compatibility="ampere_plus")
-    check_tensorrt_target(manifest, "10.14.1", H100)
-    with pytest.raises(SRError, match="Ampere"):
-        check_tensorrt_target(manifest, "10.14.1", GpuInfo("Tesla T4", "7.5"))
 
 
 def test_manifest_round_trips_target_and_data_files(tmp_path):
     manifest = _trt_manifest(tmp_path, TargetInfo("NVIDIA H100 80GB HBM3", "9.0"))
     manifest.graphs["unet_step"].data_files = [FileRecord("unet_step.onnx.data", "ab" * 32, 123)]
-    assert Manifest.from_dict(json.loads(manifest.to_json())) == manifest
+    assert parse_manifest(json.loads(manifest.to_json())) == manifest
 
 
 @needs_cuda_ep

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from sr_export.schedule import DEFAULT_TIMESTEPS, build_schedule, resolve_timesteps, sigma_table
+from sr_export.families.invsr.schedule import (
+    DEFAULT_TIMESTEPS,
+    build_schedule,
+    resolve_timesteps,
+    sigma_table,
+)
 from sr_runtime.errors import SRError
 
 SD_TURBO_SCHEDULER = {

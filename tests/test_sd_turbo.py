@@ -16,8 +16,16 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from sr_export.models.noise_predictor import TINY_CONFIG, build_noise_predictor, load_noise_predictor
-from sr_export.models.sd_turbo import (
+from sr_export.families.invsr.noise_predictor import TINY_CONFIG, build_noise_predictor, load_noise_predictor
+from sr_export.families.invsr.random_checkpoints import (
+    NOISE_PREDICTOR_CONFIG_FORMATS,
+    NOISE_PREDICTOR_FILE,
+    NOISE_PREDICTOR_WRAPPERS,
+    SCHEDULER_CONFIG,
+    write_random_noise_predictor,
+    write_random_sd_turbo,
+)
+from sr_export.families.invsr.sd_turbo import (
     HUB_REPO_FOLDER,
     POSITIVE_PROMPT,
     SD_TURBO_REPO_ID,
@@ -28,14 +36,6 @@ from sr_export.models.sd_turbo import (
     resolve_sd_turbo_folder,
     weight_files,
 )
-from sr_export.tiny_checkpoints import (
-    NOISE_PREDICTOR_CONFIG_FORMATS,
-    NOISE_PREDICTOR_FILE,
-    NOISE_PREDICTOR_WRAPPERS,
-    SCHEDULER_CONFIG,
-    write_tiny_noise_predictor,
-    write_tiny_sd_turbo,
-)
 from sr_runtime.errors import SRError
 
 WEIGHTS = ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
@@ -44,12 +44,12 @@ WEIGHTS = ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_mo
 
 @pytest.fixture(scope="module")
 def diffusers_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_sd_turbo(tmp_path_factory.mktemp("diffusers") / "sd-turbo", seed=0)
+    return write_random_sd_turbo(tmp_path_factory.mktemp("diffusers") / "sd-turbo", seed=0)
 
 
 @pytest.fixture(scope="module")
 def hub_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_sd_turbo(tmp_path_factory.mktemp("hub"), seed=0, hub_layout=True)
+    return write_random_sd_turbo(tmp_path_factory.mktemp("hub"), seed=0, hub_layout=True)
 
 
 @pytest.fixture(scope="module")
@@ -343,9 +343,9 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 def test_tiny_sd_turbo_writer_is_deterministic(diffusers_folder: Path, tmp_path: Path):
-    again = _tree(write_tiny_sd_turbo(tmp_path / "again", seed=0))
+    again = _tree(write_random_sd_turbo(tmp_path / "again", seed=0))
     assert again == _tree(diffusers_folder)  # byte for byte: manifests hash these files
-    other = _tree(write_tiny_sd_turbo(tmp_path / "other", seed=1))
+    other = _tree(write_random_sd_turbo(tmp_path / "other", seed=1))
     assert all(other[name] != again[name] for name in WEIGHTS)
     assert other["tokenizer/vocab.json"] == again["tokenizer/vocab.json"]
 
@@ -358,7 +358,7 @@ def _noise_predictor_reference(seed: int) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("config_format", sorted(NOISE_PREDICTOR_CONFIG_FORMATS))
 @pytest.mark.parametrize("wrapper", NOISE_PREDICTOR_WRAPPERS)
 def test_tiny_noise_predictor_round_trips(wrapper: str, config_format: str, tmp_path: Path):
-    checkpoint, config = write_tiny_noise_predictor(tmp_path, 3, wrapper=wrapper, config_format=config_format)
+    checkpoint, config = write_random_noise_predictor(tmp_path, 3, wrapper=wrapper, config_format=config_format)
     assert checkpoint == tmp_path / NOISE_PREDICTOR_FILE
     model = load_noise_predictor(checkpoint, config)
     reference = _noise_predictor_reference(3)
@@ -373,27 +373,27 @@ def test_tiny_noise_predictor_round_trips(wrapper: str, config_format: str, tmp_
      ("module_orig_mod", "module._orig_mod.encoder.")],
 )
 def test_tiny_noise_predictor_key_prefixes(wrapper: str, first_key: str, tmp_path: Path):
-    checkpoint, _ = write_tiny_noise_predictor(tmp_path, wrapper=wrapper)
+    checkpoint, _ = write_random_noise_predictor(tmp_path, wrapper=wrapper)
     state = torch.load(checkpoint, weights_only=True)
     assert all(key.startswith(first_key) for key in state)
     assert len(state) == len(_noise_predictor_reference(0))
 
 
 def test_tiny_noise_predictor_file_formats(tmp_path: Path):
-    checkpoint, official = write_tiny_noise_predictor(tmp_path / "a")  # the defaults: the official formats
+    checkpoint, official = write_random_noise_predictor(tmp_path / "a")  # the defaults: the official formats
     assert list(torch.load(checkpoint, weights_only=True)) == ["state_dict"]
     model_start = yaml.safe_load(official.read_text())["model_start"]
     assert model_start["target"] == "diffusers.models.autoencoders.NoisePredictor"
     assert model_start["params"] == TINY_CONFIG
-    _, flat_yaml = write_tiny_noise_predictor(tmp_path / "b", config_format="flat_yaml")
-    _, flat_json = write_tiny_noise_predictor(tmp_path / "c", config_format="flat_json")
+    _, flat_yaml = write_random_noise_predictor(tmp_path / "b", config_format="flat_yaml")
+    _, flat_json = write_random_noise_predictor(tmp_path / "c", config_format="flat_json")
     assert yaml.safe_load(flat_yaml.read_text()) == json.loads(flat_json.read_text()) == TINY_CONFIG
 
 
 def test_tiny_noise_predictor_depends_on_the_seed_only(tmp_path: Path):
-    first = torch.load(write_tiny_noise_predictor(tmp_path / "a", seed=5)[0], weights_only=True)["state_dict"]
-    again = torch.load(write_tiny_noise_predictor(tmp_path / "b", seed=5)[0], weights_only=True)["state_dict"]
-    other = torch.load(write_tiny_noise_predictor(tmp_path / "c", seed=6)[0], weights_only=True)["state_dict"]
+    first = torch.load(write_random_noise_predictor(tmp_path / "a", seed=5)[0], weights_only=True)["state_dict"]
+    again = torch.load(write_random_noise_predictor(tmp_path / "b", seed=5)[0], weights_only=True)["state_dict"]
+    other = torch.load(write_random_noise_predictor(tmp_path / "c", seed=6)[0], weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["encoder.conv_in.weight"], other["encoder.conv_in.weight"])
 
@@ -401,7 +401,7 @@ def test_tiny_noise_predictor_depends_on_the_seed_only(tmp_path: Path):
 @pytest.mark.parametrize(("argument", "value"), [("wrapper", "ddp"), ("config_format", "toml")])
 def test_tiny_noise_predictor_rejects_unknown_formats(argument: str, value: str, tmp_path: Path):
     with pytest.raises(ValueError, match=value):
-        write_tiny_noise_predictor(tmp_path, **{argument: value})
+        write_random_noise_predictor(tmp_path, **{argument: value})
 
 
 def test_tiny_text_encoder_uses_the_released_key_names(diffusers_folder: Path) -> None:

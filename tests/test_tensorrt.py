@@ -23,26 +23,52 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto
 
-from sr_export.build import select
-from sr_export.build.bundle_builder import BuildOptions, build_bundle
-from sr_export.build.fp32_islands import TOP_LEVEL, LayerView, fp32_layers
-from sr_export.build.layer_precisions import check_precision, layer_precision, precision_summary, tensor_type
-from sr_export.build.precision import onnx_precision, tensorrt_typing
-from sr_export.build.tensorrt_builder import TensorRTSettings, profile_shapes, timing_cache_path
+from sr_export.builders import backends
+from sr_export.builders.backends import BACKENDS, EngineSettings, select_backend
+from sr_export.builders.bundle_builder import BuildOptions, build_bundle
+from sr_export.builders.fp32_islands import TOP_LEVEL, LayerView, fp32_layers
+from sr_export.builders.layer_precisions import (
+    check_precision,
+    layer_precision,
+    precision_summary,
+    tensor_type,
+)
+from sr_export.builders.tensorrt_builder import (
+    check_settings,
+    polygraphy_profile,
+    profile_shapes,
+    timing_cache_path,
+)
+from sr_export.builders.tensorrt_typing import tensorrt_typing
 from sr_export.cli import main
 from sr_export.compare import compare_bundles, reference_bundle
-from sr_export.graphs import INVSR_GRAPHS, NOISE_PREDICTOR, UNET_STEP, sizes
+from sr_export.families.invsr import InvSRExport
+from sr_export.families.invsr.graphs import GRAPHS, NOISE_PREDICTOR, UNET_STEP
+from sr_export.families.invsr.schedule import DEFAULT_TIMESTEPS
+from sr_export.families.invsr.source import resolve_source
 from sr_export.onnx_export import export_graph
-from sr_export.schedule import DEFAULT_TIMESTEPS
-from sr_export.sources import resolve_source
 from sr_runtime.backends import backend_for
 from sr_runtime.backends.base import GpuInfo, RuntimeOptions
 from sr_runtime.errors import SRError
-from sr_runtime.manifest import MANIFEST_NAME, Manifest, TargetInfo
+from sr_runtime.families.invsr.graphs import dims
+from sr_runtime.families.invsr.section import Geometry, InvSRSection
+from sr_runtime.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    PipelineInfo,
+    TargetInfo,
+    parse_manifest,
+    read_manifest,
+)
 from sr_runtime.pipeline import Upscaler
+from sr_runtime.precision import Precision
+from sr_runtime.version import TOOL_VERSION
 
 TILE, BATCH, EMBED = 32, 2, 32
+GEOMETRY = Geometry(latent_channels=4, vae_factor=8, pad_multiple=16)
+EMBED_SHAPE = (1, 77, EMBED)
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
+FP16, FP32 = Precision.FP16, Precision.FP32
 
 
 def _quiet(_message: str) -> None:
@@ -51,9 +77,13 @@ def _quiet(_message: str) -> None:
 
 # ---- shape profiles ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec", INVSR_GRAPHS, ids=lambda s: s.name)
+def _dims(batch: int):
+    return dims(batch, TILE, GEOMETRY, EMBED_SHAPE)
+
+
+@pytest.mark.parametrize("spec", GRAPHS, ids=lambda s: s.name)
 def test_profiles_from_specs(spec):
-    profile = spec.profile(sizes(1, TILE, EMBED), sizes(BATCH, TILE, EMBED), sizes(BATCH, TILE, EMBED))
+    profile = spec.profile(_dims(1), _dims(BATCH), _dims(BATCH))
     shapes = profile_shapes(profile)
     assert [name for name, *_ in shapes] == [t.name for t in spec.inputs]
     for (name, lo, opt, hi), t in zip(shapes, spec.inputs, strict=True):
@@ -65,7 +95,7 @@ def test_profiles_from_specs(spec):
 
 
 def shapes_by_name(spec):
-    profile = spec.profile(sizes(1, TILE, EMBED), sizes(BATCH, TILE, EMBED), sizes(BATCH, TILE, EMBED))
+    profile = spec.profile(_dims(1), _dims(BATCH), _dims(BATCH))
     return [(name, (lo, opt, hi)) for name, lo, opt, hi in profile_shapes(profile)]
 
 
@@ -74,12 +104,20 @@ def test_a_profile_must_be_ordered():
         profile_shapes({"latent": [[2, 4, 16, 16], [1, 4, 16, 16], [2, 4, 16, 16]]})
 
 
-def test_settings_are_checked():
-    TensorRTSettings("fp16").check()
+def test_the_profile_becomes_polygraphys():
+    profile = polygraphy_profile(profile_shapes(UNET_STEP.profile(_dims(1), _dims(BATCH), _dims(BATCH))))
+    assert list(profile) == [t.name for t in UNET_STEP.inputs]
+    latent = profile["latent"]
+    assert (tuple(latent.min), tuple(latent.opt), tuple(latent.max)) == (
+        (1, 4, 16, 16), (BATCH, 4, 16, 16), (BATCH, 4, 16, 16))
+
+
+def test_settings_are_checked(tmp_path):
+    check_settings(EngineSettings(FP16, tmp_path))
     with pytest.raises(SRError, match="opt-level"):
-        TensorRTSettings("fp16", opt_level=6).check()
+        check_settings(EngineSettings(FP16, tmp_path, opt_level=6))
     with pytest.raises(SRError, match="workspace"):
-        TensorRTSettings("fp16", workspace_gib=0).check()
+        check_settings(EngineSettings(FP16, tmp_path, workspace_gib=0))
 
 
 def test_timing_cache_is_per_tensorrt_version_and_gpu(tmp_path):
@@ -92,36 +130,45 @@ def test_timing_cache_is_per_tensorrt_version_and_gpu(tmp_path):
 # ---- which ONNX each combination exports ------------------------------------------------------------
 
 @pytest.mark.parametrize(
-    "backend, precision, strongly_typed, version, onnx_wanted",
+    "backend, precision, strongly_typed, onnx_wanted",
     [
-        ("onnxruntime-cpu", "fp32", False, None, "fp32"),
-        ("onnxruntime-cuda", "fp16", False, None, "fp16"),
-        ("tensorrt", "fp16", False, "10.14.1.48", "fp32"),  # weak typing: fp32 graph + BuilderFlag.FP16
-        ("tensorrt", "fp16", True, "10.14.1.48", "fp16"),
-        ("tensorrt", "fp16", False, "11.4.0.106", "fp16"),  # 11 is always strongly typed
-        ("tensorrt", "fp16", True, "11.4.0.106", "fp16"),
-        ("tensorrt", "fp32", False, "10.14.1.48", "fp32"),
-        ("tensorrt", "fp32", False, "11.4.0.106", "fp32"),
+        ("onnxruntime-cpu", FP32, False, FP32),
+        ("onnxruntime-cuda", FP16, False, FP16),
     ],
 )
-def test_onnx_precision_per_combination(backend, precision, strongly_typed, version, onnx_wanted):
-    assert onnx_precision(backend, precision, strongly_typed, version) == onnx_wanted
+def test_onnxruntime_exports_the_bundle_precision(backend, precision, strongly_typed, onnx_wanted):
+    assert BACKENDS[backend].onnx_precision(precision, strongly_typed) is onnx_wanted
+
+
+@pytest.mark.parametrize(
+    "precision, strongly_typed, version, onnx_wanted",
+    [
+        (FP16, False, "10.14.1.48", FP32),  # weak typing: fp32 graph + BuilderFlag.FP16
+        (FP16, True, "10.14.1.48", FP16),
+        (FP16, False, "11.4.0.106", FP16),  # 11 is always strongly typed
+        (FP16, True, "11.4.0.106", FP16),
+        (FP32, False, "10.14.1.48", FP32),
+        (FP32, False, "11.4.0.106", FP32),
+    ],
+)
+def test_tensorrt_onnx_precision_per_version(precision, strongly_typed, version, onnx_wanted):
+    assert BACKENDS["tensorrt"].onnx_precision(precision, strongly_typed, version) is onnx_wanted
 
 
 def test_tensorrt_typing():
-    assert tensorrt_typing("fp16", False, "10.8.0").fp16_flag
-    assert not tensorrt_typing("fp16", False, "10.8.0").strongly_typed
-    assert tensorrt_typing("fp16", False, "11.0.0").strongly_typed
-    assert not tensorrt_typing("fp16", False, "11.0.0").fp16_flag  # the flag does not exist on 11
-    assert not tensorrt_typing("fp32", False, "10.8.0").fp16_flag
+    assert tensorrt_typing(FP16, False, "10.8.0").fp16_flag
+    assert not tensorrt_typing(FP16, False, "10.8.0").strongly_typed
+    assert tensorrt_typing(FP16, False, "11.0.0").strongly_typed
+    assert not tensorrt_typing(FP16, False, "11.0.0").fp16_flag  # the flag does not exist on 11
+    assert not tensorrt_typing(FP32, False, "10.8.0").fp16_flag
     with pytest.raises(SRError, match="too old"):
-        tensorrt_typing("fp16", False, "10.0.1")
+        tensorrt_typing(FP16, False, "10.0.1")
 
 
 def test_onnx_precision_without_tensorrt_says_so(monkeypatch):
-    monkeypatch.setattr("sr_export.build.precision.installed_version", lambda: None)
+    monkeypatch.setattr("sr_export.builders.tensorrt_typing.installed_version", lambda: None)
     with pytest.raises(SRError, match="not installed"):
-        onnx_precision("tensorrt", "fp16")
+        BACKENDS["tensorrt"].onnx_precision(FP16, False)
 
 
 # ---- fp32 islands of a weakly typed fp16 build ------------------------------------------------------
@@ -190,21 +237,22 @@ def exported(tiny_components, tmp_path_factory):
     """The UNet step and the noise predictor, exported fp32 and fp16 at the test tile size."""
     root = tmp_path_factory.mktemp("onnx")
     graphs = {}
-    for precision in ("fp32", "fp16"):
+    sizes = dims(1, TILE, tiny_components.geometry, (1, 77, tiny_components.embed_width))
+    for precision in Precision:
         for spec in (UNET_STEP, NOISE_PREDICTOR):
-            path = export_graph(spec, tiny_components, precision, root / precision / f"{spec.name}.onnx", tile=TILE)
+            path = export_graph(spec, tiny_components, precision, root / precision.value / f"{spec.name}.onnx", sizes)
             graphs[spec.name, precision] = onnx.load(str(path))
     return graphs
 
 
 @pytest.mark.parametrize("spec", [UNET_STEP, NOISE_PREDICTOR], ids=lambda s: s.name)
 def test_fp32_islands_cover_what_the_fp16_export_keeps_fp32(exported, spec):
-    model = exported[spec.name, "fp32"]
+    model = exported[spec.name, FP32]
     views, constants = _views(model)
     chosen = fp32_layers(views, [t.name for t in spec.inputs if t.scalar], constants)
     ops = {n.name: n.op_type for n in model.graph.node}
     covered = {(re.sub(r"_\d+$", "", name), ops[name]) for name in chosen}
-    assert _fp32_nodes_of_fp16_graph(exported[spec.name, "fp16"]) <= covered
+    assert _fp32_nodes_of_fp16_graph(exported[spec.name, FP16]) <= covered
     # ... and no more than that: no convolution or attention matmul is pinned.
     assert not [n for n in chosen if ops[n] in ("Conv", "MatMul")]
     assert [n for n in chosen if ops[n] == "Gemm"] == [n for n in chosen if ops[n] == "Gemm" and "time_emb" in n]
@@ -282,15 +330,15 @@ def test_precision_summary_of_an_fp16_engine():
         "verified": True, "layers": 6, "fp16": 2, "mixed": 1, "fp32": 1, "other": 2,
         "fp32_layers": ["/unet/down_blocks.0/resnets.0/norm1/InstanceNormalization"],
     }
-    assert check_precision("unet_step", "fp16", summary) is None
+    assert check_precision("unet_step", FP16, summary) is None
 
 
 def test_an_fp16_engine_that_came_out_fp32_fails_the_build():
     summary = precision_summary(_all_fp32(TRT10_FP16))
     assert summary["fp16"] == 0 and summary["fp32"] == 4
     with pytest.raises(SRError, match="unet_step engine was asked for fp16"):
-        check_precision("unet_step", "fp16", summary)
-    assert check_precision("unet_step", "fp32", summary) is None
+        check_precision("unet_step", FP16, summary)
+    assert check_precision("unet_step", FP32, summary) is None
 
 
 def test_fp16_io_around_fp32_layers_is_not_fp16():
@@ -301,7 +349,7 @@ def test_fp16_io_around_fp32_layers_is_not_fp16():
     summary = precision_summary(json.dumps({"Layers": layers}))
     assert summary["fp16"] == 0 and summary["mixed"] == 1
     with pytest.raises(SRError, match="asked for fp16"):
-        check_precision("unet_step", "fp16", summary)
+        check_precision("unet_step", FP16, summary)
 
 
 def test_trt11_inspector_schema():
@@ -321,7 +369,7 @@ def test_an_engine_without_detailed_layers_is_unverified():
     names_only = json.dumps({"Layers": ["/unet/conv_in/Conv", "/unet/conv_out/Conv"], "Bindings": ["latent"]})
     summary = precision_summary(names_only)
     assert summary["verified"] is False
-    assert "could not verify" in check_precision("unet_step", "fp16", summary)
+    assert "could not verify" in check_precision("unet_step", FP16, summary)
     dynamic = TRT10_FP16.replace("Row major linear FP16 format", "N/A due to dynamic shapes")
     dynamic = re.sub(r'"Format/Datatype": "[^"]*"', '"Format/Datatype": "N/A due to dynamic shapes"', dynamic)
     assert precision_summary(dynamic)["verified"] is False
@@ -344,12 +392,10 @@ H100_TARGET = TargetInfo("NVIDIA H100 80GB HBM3", "9.0")
 
 
 def _trt_manifest(version="10.14.1.48", target=H100_TARGET) -> Manifest:
-    data = {
-        "tool_version": "x", "backend": "tensorrt", "backend_version": version, "precision": "fp16", "demo": True,
-        "pipeline": {"family": "invsr", "scale": 4, "tile": TILE, "batch": BATCH}, "graphs": {}, "checkpoints": {},
-        "target": None if target is None else vars(target),
-    }
-    return Manifest.from_dict(data)
+    section = InvSRSection(GEOMETRY, 0.18215, [200], [199.0], [0.57, 0.0], "prompt", list(EMBED_SHAPE))
+    return Manifest(tool_version="x", backend="tensorrt", backend_version=version, precision=FP16, demo=True,
+                    pipeline=PipelineInfo("invsr", 4, TILE, BATCH), section=section, graphs={}, checkpoints={},
+                    target=target)
 
 
 def test_backend_check_uses_installed_tensorrt_and_the_gpu(monkeypatch):
@@ -370,33 +416,33 @@ def test_backend_check_uses_installed_tensorrt_and_the_gpu(monkeypatch):
 
 
 def test_target_and_precision_summary_round_trip():
-    manifest = _trt_manifest(target=TargetInfo("NVIDIA A100-SXM4-80GB", "8.0", hardware_compatibility="ampere_plus"))
-    assert Manifest.from_dict(json.loads(manifest.to_json())) == manifest
+    manifest = _trt_manifest(target=TargetInfo("NVIDIA A100-SXM4-80GB", "8.0"))
+    assert parse_manifest(json.loads(manifest.to_json())) == manifest
     data = json.loads(manifest.to_json())
     data["graphs"]["unet_step"] = {"file": "unet_step.plan", "sha256": "0" * 64, "size": 1, "inputs": [],
                                    "outputs": [], "precision_summary": precision_summary(TRT10_FP16)}
-    again = Manifest.from_dict(data)
+    again = parse_manifest(data)
     assert again.graphs["unet_step"].precision_summary["fp16"] == 2
-    assert Manifest.from_dict(json.loads(again.to_json())) == again
+    assert parse_manifest(json.loads(again.to_json())) == again
 
 
 NO_TRT = "the tensorrt Python package is not installed (pip install 'sr-export[tensorrt]' on a CUDA machine)"
 
 
 def test_build_with_tensorrt_missing_fails_at_once_in_one_line(monkeypatch):
-    monkeypatch.setattr(select, "tensorrt_problem", lambda: NO_TRT)
+    monkeypatch.setattr(backends.TensorRT, "problem", lambda self: NO_TRT)
 
     def no_loading(*args, **kwargs):
         raise AssertionError("checkpoints loaded before the backend was checked")
 
-    monkeypatch.setattr("sr_export.sources.resolve_source", no_loading)
+    monkeypatch.setattr(InvSRExport, "source", no_loading)
     result = CliRunner().invoke(main, ["build", "--backend", "tensorrt", "--tile", "32"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [f"error: --backend tensorrt: {NO_TRT}"]
     assert "Traceback" not in result.output
 
 
-@pytest.mark.skipif(select.tensorrt_problem() is None, reason="TensorRT is usable here")
+@pytest.mark.skipif(BACKENDS["tensorrt"].problem() is None, reason="TensorRT is usable here")
 def test_build_with_the_real_tensorrt_check_fails_in_one_line():
     result = CliRunner().invoke(main, ["build", "--backend", "tensorrt", "--tile", "32"])
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
@@ -404,9 +450,9 @@ def test_build_with_the_real_tensorrt_check_fails_in_one_line():
 
 
 def test_auto_skips_tensorrt_silently(monkeypatch, capsys, caplog):
-    monkeypatch.setattr(select, "tensorrt_problem", lambda: NO_TRT)
-    monkeypatch.setattr(select, "cuda_ep_problem", lambda: "no CUDA EP")
-    assert select.select_backend("auto") == "onnxruntime-cpu"
+    monkeypatch.setattr(backends.TensorRT, "problem", lambda self: NO_TRT)
+    monkeypatch.setattr(backends.OnnxRuntimeCuda, "problem", lambda self: "no CUDA EP")
+    assert select_backend("auto") is BACKENDS["onnxruntime-cpu"]
     assert capsys.readouterr() == ("", "") and not caplog.records
 
 
@@ -423,20 +469,18 @@ def test_tensorrt_options_are_refused_for_onnxruntime_builds():
 @pytest.fixture(scope="module")
 def source(tiny_checkpoints):
     sd, pth, yaml = tiny_checkpoints
-    return resolve_source(sd, pth, yaml, report=_quiet)
+    return resolve_source(sd, pth, yaml, DEFAULT_TIMESTEPS[1], report=_quiet)
 
 
-def _build(source, folder: Path, backend: str, precision: str, steps: int = 2, **kw) -> Path:
-    cli = tuple(DEFAULT_TIMESTEPS[steps])
-    opts = BuildOptions(steps=steps, cli_timesteps=cli, backend=backend, precision=precision, tile=TILE,
-                        batch=BATCH, output=folder, **kw)
-    return build_bundle(source, opts, report=_quiet)
+def _build(source, folder: Path, backend: str, precision: Precision, steps: int = 2, **kw) -> Path:
+    opts = BuildOptions(backend=backend, precision=precision, tile=TILE, batch=BATCH, output=folder, **kw)
+    return build_bundle(source.with_timesteps(DEFAULT_TIMESTEPS[steps]), opts, report=_quiet)
 
 
 @pytest.fixture(scope="module")
 def ort_bundles(source, tmp_path_factory):
     root = tmp_path_factory.mktemp("ort")
-    return {p: _build(source, root / p, "onnxruntime-cpu", p) for p in ("fp32", "fp16")}
+    return {p.value: _build(source, root / p.value, "onnxruntime-cpu", p) for p in Precision}
 
 
 # fp16 weights and activations of a tiny random network against fp32, per call on the same inputs:
@@ -456,10 +500,11 @@ def test_compare_an_fp16_bundle_with_its_fp32_reference(ort_bundles):
 
 
 def test_compare_builds_its_own_reference_from_the_cached_onnx(ort_bundles):
-    reference = reference_bundle(ort_bundles["fp16"], report=_quiet)
+    options = {"noise_predictor_config": None}  # the YAML beside the noise predictor
+    reference = reference_bundle(ort_bundles["fp16"], options, report=_quiet)
     manifest = json.loads((reference / MANIFEST_NAME).read_text())
     assert (manifest["backend"], manifest["precision"]) == ("onnxruntime-cpu", "fp32")
-    assert reference_bundle(ort_bundles["fp16"], report=_quiet) == reference  # built once
+    assert reference_bundle(ort_bundles["fp16"], options, report=_quiet) == reference  # built once
     result = CliRunner().invoke(main, ["compare", str(ort_bundles["fp16"])])
     assert result.exit_code == 0, result.output
     assert re.search(r"unet_step\[1\]\s+latent_next\s+\d", result.stdout)
@@ -467,7 +512,7 @@ def test_compare_builds_its_own_reference_from_the_cached_onnx(ort_bundles):
 
 
 def test_compare_refuses_a_reference_of_another_schedule(source, ort_bundles, tmp_path):
-    other = _build(source, tmp_path / "s1", "onnxruntime-cpu", "fp32", steps=1)
+    other = _build(source, tmp_path / "s1", "onnxruntime-cpu", FP32, steps=1)
     with pytest.raises(SRError, match="timesteps"):
         compare_bundles(ort_bundles["fp16"], other)
 
@@ -483,12 +528,12 @@ MIN_TRT_FP32_PSNR = 40.0
 @pytest.fixture(scope="module")
 def trt_bundles(source, tmp_path_factory):
     root = tmp_path_factory.mktemp("trt")
-    return {p: _build(source, root / p, "tensorrt", p, opt_level=2) for p in ("fp16", "fp32")}
+    return {p.value: _build(source, root / p.value, "tensorrt", p, opt_level=2) for p in Precision}
 
 
 @pytest.fixture(scope="module")
 def ort_reference(source, tmp_path_factory):
-    return _build(source, tmp_path_factory.mktemp("ref") / "fp32", "onnxruntime-cpu", "fp32")
+    return _build(source, tmp_path_factory.mktemp("ref") / "fp32", "onnxruntime-cpu", FP32)
 
 
 @pytest.mark.tensorrt
@@ -497,11 +542,11 @@ def test_each_graph_builds_with_its_precision_recorded(trt_bundles):
 
     from sr_runtime.backends.cuda_device import gpu_info
 
-    manifest = Manifest.from_dict(json.loads((trt_bundles["fp16"] / MANIFEST_NAME).read_text()))
+    manifest = read_manifest(trt_bundles["fp16"], TOOL_VERSION)
     gpu = gpu_info(0)
     assert manifest.backend_version == trt.__version__
     assert (manifest.target.gpu_name, manifest.target.compute_capability) == (gpu.name, gpu.compute_capability)
-    assert set(manifest.graphs) == {s.name for s in INVSR_GRAPHS}
+    assert set(manifest.graphs) == {s.name for s in GRAPHS}
     for name, graph in manifest.graphs.items():
         assert graph.file == f"{name}.plan"
         assert graph.precision_summary["verified"] and graph.precision_summary["fp16"] > 0, name
@@ -554,8 +599,8 @@ def test_weakly_typed_tensorrt10_build_keeps_norms_in_fp32(source, tmp_path):
 
     if int(trt.__version__.split(".")[0]) >= 11:
         pytest.skip("TensorRT 11 builds strongly typed only")
-    bundle = _build(source, tmp_path / "weak", "tensorrt", "fp16", steps=1, opt_level=2)
+    bundle = _build(source, tmp_path / "weak", "tensorrt", FP16, steps=1, opt_level=2)
     summary = json.loads((bundle / MANIFEST_NAME).read_text())["graphs"]["vae_decoder"]["precision_summary"]
     assert summary["fp16"] > 0 and summary["fp32"] > 0
-    strong = _build(source, tmp_path / "strong", "tensorrt", "fp16", steps=1, opt_level=2, strongly_typed=True)
+    strong = _build(source, tmp_path / "strong", "tensorrt", FP16, steps=1, opt_level=2, strongly_typed=True)
     assert json.loads((strong / MANIFEST_NAME).read_text())["graphs"]["unet_step"]["precision_summary"]["fp16"] > 0

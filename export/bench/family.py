@@ -1,7 +1,8 @@
-"""What a model family gives the benchmark harness: a plug-in per family, no edits elsewhere.
+"""What a model family gives the benchmark harness: a plug-in per family (``ExportFamily.bench``).
 
-A family names the Table 7 rows it implements, says how its parameters are counted, and hands out a
-``Runner`` per (row, backend): one end-to-end call for a 128 -> 512 image, and its stages.
+A family names the Table 7 rows it implements (with their step counts), says how its parameters are
+counted, and hands out a ``Runner`` per (row, backend): one end-to-end call for a 128 -> 512 image,
+and its stages.
 """
 
 from __future__ import annotations
@@ -9,11 +10,43 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
+
+from sr_runtime.precision import Precision
+
+from ..builders.backends import BACKENDS, EngineBackend
+
+TILE = 128  # Table 7: x4, 128 -> 512, batch 1
+LARGE = 512  # LR side of the throughput image (-> 2048)
+
+
+class TorchMode(str, Enum):
+    """The PyTorch baselines measured beside the engines."""
+
+    EAGER = "eager"
+    COMPILE = "compile"  # torch.compile (inductor)
+
+
+BenchBackend = TorchMode | EngineBackend
+
+
+def backend_label(backend: BenchBackend) -> str:
+    return backend.value if isinstance(backend, TorchMode) else backend.name
+
+
+def measurable_backends(device: str) -> list[tuple[BenchBackend, Precision]]:
+    """(backend, precision) pairs measurable on ``device``, PyTorch eager first: fp32 on the CPU, fp16
+    everywhere on the GPU (the paper's setting), engines only where their runtime is usable."""
+    if device == "cpu":
+        return [(TorchMode.EAGER, Precision.FP32), (BACKENDS["onnxruntime-cpu"], Precision.FP32)]
+    found: list[tuple[BenchBackend, Precision]] = [(TorchMode.EAGER, Precision.FP16), (TorchMode.COMPILE, Precision.FP16)]
+    found += [(BACKENDS[name], Precision.FP16) for name in ("onnxruntime-cuda", "tensorrt") if BACKENDS[name].problem() is None]
+    return found
 
 
 @dataclass(frozen=True)
 class Method:
-    """A row of the InvSR paper's Table 7 (x4, 128 -> 512, batch 1, A100)."""
+    """A row of the InvSR paper's Table 7 (x4, 128 -> 512, batch 1, A100), or one a family adds."""
 
     name: str
     paper_ms: float | None
@@ -48,17 +81,17 @@ class ParamCount:
 
 class BenchFamily(ABC):
     name: str
-    methods: tuple[str, ...]  # Method names this family implements
+    methods: dict[str, int]  # the rows this family measures -> their step counts
+    weights: str = ""  # "random (full size)" or "checkpoints"
 
     @abstractmethod
     def params(self, method: Method) -> ParamCount: ...
 
-    @abstractmethod
-    def backends(self, device: str) -> list[tuple[str, str]]:
-        """(backend, precision) pairs measurable on ``device``, PyTorch eager first."""
+    def backends(self, device: str) -> list[tuple[BenchBackend, Precision]]:
+        return measurable_backends(device)
 
     @abstractmethod
-    def runner(self, method: Method, backend: str, precision: str, device: str, batch: int) -> Runner: ...
+    def runner(self, method: Method, backend: BenchBackend, precision: Precision, device: str, batch: int) -> Runner: ...
 
-    def release(self, backend: str) -> None:  # noqa: B027 (optional hook: most families hold nothing)
+    def release(self, backend: BenchBackend) -> None:  # noqa: B027 (optional hook: most families hold nothing)
         """Frees what the runners of ``backend`` hold (called before the next backend starts)."""

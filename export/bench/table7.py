@@ -5,33 +5,46 @@ from __future__ import annotations
 
 import gc
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
-from .family import BenchFamily, Method, Runner
+from sr_runtime.precision import Precision
+from sr_runtime.records import json_ready
+
+from .family import BenchBackend, BenchFamily, Method, Runner, TorchMode, backend_label
 from .measure import Timing, host_peak_mib, host_resident_mib, reset_host_peak, time_calls
 
-# Paper figures: Table 7 of the InvSR paper (A100, ms; #params in M as the paper counts them).
-# Params are given only where known here; InvSR-3/5 times are not in Table 7.
-METHODS: tuple[Method, ...] = (
-    Method("InvSR-1", 117, 33.84, "invsr", 1),
-    Method("InvSR-3", None, 33.84, "invsr", 3),
-    Method("InvSR-5", None, 33.84, "invsr", 5),
-    Method("RealESRGAN", 65, 16.70, "rrdbnet"),
-    Method("BSRGAN", 65, 16.70, "rrdbnet"),
-    Method("ResShift-4", 319, None, None, 4),
-    Method("SinSR-1", 138, None, None, 1),
-    Method("OSEDiff-1", 176, None, None, 1),
-    Method("StableSR-50", 3459, None, None, 50),
-    Method("DiffBIR-50", 7937, None, None, 50),
-    Method("SeeSR-50", 6438, None, None, 50),
+# Table 7 of the InvSR paper (A100, ms; #params in M as the paper counts it, where known here; InvSR-3/5
+# times are not in it). Which rows are measured, and with how many steps, the families say.
+PAPER_ROWS: tuple[Method, ...] = (
+    Method("InvSR-1", 117, 33.84),
+    Method("InvSR-3", None, 33.84),
+    Method("InvSR-5", None, 33.84),
+    Method("RealESRGAN", 65, 16.70),
+    Method("BSRGAN", 65, 16.70),
+    Method("ResShift-4", 319, None, steps=4),
+    Method("SinSR-1", 138, None, steps=1),
+    Method("OSEDiff-1", 176, None, steps=1),
+    Method("StableSR-50", 3459, None, steps=50),
+    Method("DiffBIR-50", 7937, None, steps=50),
+    Method("SeeSR-50", 6438, None, steps=50),
 )
+
+
+def table_rows(families: dict[str, BenchFamily]) -> list[Method]:
+    """The paper's rows, those a family measures marked with it, then the rows families add."""
+    claimed = {name: (family.name, steps) for family in families.values() for name, steps in family.methods.items()}
+    rows = [replace(row, family=claimed[row.name][0], steps=claimed[row.name][1]) if row.name in claimed else row
+            for row in PAPER_ROWS]
+    paper = {row.name for row in PAPER_ROWS}
+    return rows + [Method(name, None, None, family, steps) for name, (family, steps) in claimed.items()
+                   if name not in paper]
 
 
 @dataclass
 class BackendResult:
     backend: str
-    precision: str
+    precision: Precision
     end_to_end: Timing
     stages: dict[str, dict] = field(default_factory=dict)  # name -> {"per_image": n, "samples_ms": [...]}
     peak_host_mib: float | None = None
@@ -52,7 +65,7 @@ class MethodResult:
     status: str = "measured"
 
     def eager(self) -> BackendResult | None:
-        return next((b for b in self.backends if b.backend == "eager"), None)
+        return next((b for b in self.backends if b.backend == TorchMode.EAGER.value), None)
 
 
 @dataclass
@@ -81,16 +94,17 @@ def _device_peak_start(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _device_peak_mib(device: str, backend: str) -> float | None:
+def _device_peak_mib(device: str, backend: BenchBackend) -> float | None:
     """torch's allocator sees only torch's memory: engines allocate outside it."""
-    if device != "cuda" or backend not in ("eager", "compile"):
+    if device != "cuda" or not isinstance(backend, TorchMode):
         return None
     import torch
 
     return torch.cuda.max_memory_allocated() / 2**20
 
 
-def _measure(runner: Runner, backend: str, precision: str, s: BenchSettings, stage_cache: dict, report) -> BackendResult:
+def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: BenchSettings, stage_cache: dict,
+             report) -> BackendResult:
     sync = _sync(s.device)
     # Weights are loaded by now: the peak above this is what running the networks costs.
     reset_host_peak()
@@ -104,7 +118,7 @@ def _measure(runner: Runner, backend: str, precision: str, s: BenchSettings, sta
     time_calls(runner.run, sync, 0, s.warmup)
     timing = time_calls(runner.run, sync, s.runs, 0)
     result = BackendResult(
-        backend, precision, timing,
+        backend_label(backend), precision, timing,
         stages={st.name: {"per_image": st.per_image, "samples_ms": stage_cache[st.name].samples_ms} for st in runner.stages},
         peak_host_mib=host_peak_mib(), resident_before_mib=before, peak_device_mib=_device_peak_mib(s.device, backend), note=runner.note,
     )
@@ -117,7 +131,7 @@ def _measure(runner: Runner, backend: str, precision: str, s: BenchSettings, sta
 
 def run_table7(families: dict[str, BenchFamily], s: BenchSettings, report=print) -> dict:
     results = {m.name: MethodResult(m, status="measured" if m.family in families else "not yet reproduced")
-               for m in METHODS if s.methods is None or m.name in s.methods}
+               for m in table_rows(families) if s.methods is None or m.name in s.methods}
     for family in families.values():
         rows = [results[name] for name in family.methods if name in results]
         if not rows:
@@ -125,13 +139,13 @@ def run_table7(families: dict[str, BenchFamily], s: BenchSettings, report=print)
         for row in rows:
             count = family.params(row.method)
             row.params_m, row.params_counts = count.millions, count.counts
-            row.weights = getattr(family, "weights", "")
+            row.weights = family.weights
         for backend, precision in family.backends(s.device):
-            if s.backends is not None and backend not in s.backends:
+            if s.backends is not None and backend_label(backend) not in s.backends:
                 continue
             stage_cache: dict = {}  # stages are the same graphs for every row of a family
             for row in rows:
-                report(f"{row.method.name} on {backend} {precision}")
+                report(f"{row.method.name} on {backend_label(backend)} {precision.value}")
                 runner = family.runner(row.method, backend, precision, s.device, s.batch)
                 row.backends.append(_measure(runner, backend, precision, s, stage_cache, report))
                 del runner
@@ -141,7 +155,7 @@ def run_table7(families: dict[str, BenchFamily], s: BenchSettings, report=print)
 
 
 def _as_dict(r: MethodResult) -> dict:
-    data = asdict(r)
+    data = json_ready(asdict(r))
     eager = r.eager()
     for b, raw in zip(r.backends, data["backends"], strict=True):
         raw["end_to_end"] = {"samples_ms": b.end_to_end.samples_ms, "min_ms": b.end_to_end.min_ms,

@@ -27,9 +27,5 @@ def backend_for(name: str, options: RuntimeOptions | None = None) -> Backend:
     try:
         module = importlib.import_module(f"{__name__}.{module_name}")
     except ModuleNotFoundError as err:
-        if err.name == f"{__name__}.{module_name}":
-            raise SRError(
-                f"this runtime cannot run {name} bundles yet; rebuild the bundle with --backend onnxruntime-cuda"
-            ) from err
         raise SRError(f"{name} bundles need the {err.name} package, which is missing here ({INSTALL_HINTS[name]})") from err
     return getattr(module, class_name)(options)

@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import SRError
+from ..graph_io import Call
 from ..manifest import GraphInfo, Manifest, TensorInfo
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,6 @@ class RuntimeOptions:
     # memory hungry; HEURISTIC is close in speed for the SD VAE / UNet convolutions.
     cudnn_conv_algo_search: str = "HEURISTIC"
     threads: int = 0  # CPU intra-op threads; 0 lets ONNX Runtime choose
-
-
-@dataclass(frozen=True)
-class Call:
-    """One engine call: which buffer feeds each graph input and receives each graph output."""
-
-    graph: str
-    inputs: Mapping[str, str]
-    outputs: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -84,8 +76,16 @@ def buffer_specs(sessions: Mapping[str, EngineSession], plan: ChainPlan) -> dict
 
 # A tile batch's host feeds (buffer name -> array with the tiles on axis 0) -> the result buffer.
 TileChain = Callable[[Mapping[str, np.ndarray]], np.ndarray]
-# Batch size -> the plan for a tile batch of that size.
-PlanFactory = Callable[[int], ChainPlan]
+# (tiles, height, width) of a tile batch's LR tiles -> the plan for that batch.
+PlanFactory = Callable[[int, int, int], ChainPlan]
+TileShape = tuple[int, int, int]
+LR_FEED = "lr"  # every family feeds its LR tiles (n, 3, h, w) under this name
+
+
+def tile_shape(feeds: Mapping[str, np.ndarray]) -> TileShape:
+    """The (tiles, height, width) a tile batch's plan is made for."""
+    n, _, height, width = feeds[LR_FEED].shape
+    return n, height, width
 
 
 class EngineSession(ABC):
@@ -108,7 +108,7 @@ class HostChain:
         self._plans = plans
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        plan = self._plans(len(next(iter(feeds.values()))))
+        plan = self._plans(*tile_shape(feeds))
         buffers = {**plan.constants, **feeds}
         for call in plan.calls:
             outputs = self._sessions[call.graph].run({name: buffers[b] for name, b in call.inputs.items()})
@@ -146,10 +146,6 @@ class GpuInfo:
     compute_capability: str  # "9.0"
 
 
-def _capability(value: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in value.split("."))
-
-
 def check_tensorrt_target(manifest: Manifest, installed_version: str | None, gpu: GpuInfo | None) -> None:
     """TensorRT plans load only in the TensorRT version that built them, on a GPU like the one they
     were built on: refuse anything else before deserialising fails with a cryptic message."""
@@ -170,10 +166,7 @@ def check_tensorrt_target(manifest: Manifest, installed_version: str | None, gpu
         raise SRError(f"the TensorRT bundle's manifest does not say which GPU it was built for; {REBUILD_HINT}")
     built_for = f"{target.gpu_name} (compute capability {target.compute_capability})"
     here = f"{gpu.name} (compute capability {gpu.compute_capability})"
-    if target.hardware_compatibility == "ampere_plus":
-        if _capability(gpu.compute_capability) < (8, 0):
-            raise SRError(f"the bundle's engines need an Ampere or newer GPU, this one is {here}")
-    elif gpu.compute_capability != target.compute_capability:
+    if gpu.compute_capability != target.compute_capability:
         raise SRError(f"the bundle's engines were built for {built_for}, this GPU is {here}; {REBUILD_HINT}")
     elif gpu.name != target.gpu_name:
         # Same architecture: the plans load and compute the same, but were tuned for another model.

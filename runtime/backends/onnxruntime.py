@@ -18,7 +18,9 @@ from .base import (
     PlanFactory,
     RuntimeOptions,
     TileChain,
+    TileShape,
     buffer_specs,
+    tile_shape,
 )
 
 CUDA_EP = "CUDAExecutionProvider"
@@ -197,21 +199,23 @@ class BoundChain:
         self._max_batch = max_batch
         self._device = (device, device_id)
         self._fixed_batch = fixed_batch
-        self._bound: dict[int, _BoundPlan] = {}  # by batch size: full batches and the last partial one
+        # By tile shape: full batches, the last partial one, and images smaller than a tile.
+        self._bound: dict[TileShape, _BoundPlan] = {}
 
     @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        """The batch sizes that have device buffers (and, with CUDA graphs, captured graphs)."""
+    def tile_shapes(self) -> tuple[TileShape, ...]:
+        """The (batch, height, width) that have device buffers (and, with CUDA graphs, captured graphs)."""
         return tuple(self._bound)
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        n = len(next(iter(feeds.values())))
+        n, height, width = tile_shape(feeds)
         batch = self._max_batch if self._fixed_batch else n
         if n > batch:
             raise SRError(f"{n} tiles in one call, the captured engines take {batch}")
-        if batch not in self._bound:
-            self._bound[batch] = _BoundPlan(self._sessions, self._plans(batch), *self._device, self._fixed_batch)
-        result = self._bound[batch]({name: _pad(value, batch) for name, value in feeds.items()})
+        key = (batch, height, width)
+        if key not in self._bound:
+            self._bound[key] = _BoundPlan(self._sessions, self._plans(*key), *self._device, self._fixed_batch)
+        result = self._bound[key]({name: _pad(value, batch) for name, value in feeds.items()})
         return result[:n]  # the rest is padding
 
 

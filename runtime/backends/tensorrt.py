@@ -1,13 +1,13 @@
 """TensorRT backend: deserialized plans chained on one CUDA stream, optionally as one CUDA graph.
 
-Per tile-batch size the chain binds everything once: one device buffer per named buffer of the plan
-(addresses fixed with set_tensor_address), one execution context per engine call (the UNet step is
-called N times over alternating latent buffers, so each call keeps its own bindings), and one scratch
-allocation shared by every context (USER_MANAGED contexts; the engines run one after another, so the
-largest device_memory_size_v2 serves all). A tile batch is: host feeds -> pinned staging -> device,
-every engine with execute_async_v3 on the stream, result -> pinned staging, one synchronize. With
-RuntimeOptions.cuda_graph the engine calls are captured after the first plain run and replayed with
-one cudaGraphLaunch.
+Per tile shape (batch, height, width) the chain binds everything once: one device buffer per named
+buffer of the plan (addresses fixed with set_tensor_address), one execution context per engine call
+(the UNet step is called N times over alternating latent buffers, so each call keeps its own
+bindings), and one scratch allocation shared by every context (USER_MANAGED contexts; the engines run
+one after another, so the largest device_memory_size_v2 serves all). A tile batch is: host feeds ->
+pinned staging -> device, every engine with execute_async_v3 on the stream, result -> pinned
+staging, one synchronize. With RuntimeOptions.cuda_graph the engine calls are captured after the
+first plain run and replayed with one cudaGraphLaunch.
 
 tensorrt is imported only once a bundle is checked or opened (the PyPI stub fails on import in
 ways that must become a one-line refusal), and cuda-python only once a GPU is used.
@@ -31,8 +31,10 @@ from .base import (
     EngineSession,
     PlanFactory,
     TileChain,
+    TileShape,
     buffer_specs,
     check_tensorrt_target,
+    tile_shape,
 )
 from .tensorrt_compat import check_supported, installed_version
 
@@ -140,8 +142,8 @@ class TensorRTBackend(Backend):
 
 
 class TrtChain:
-    """The TileChain: one bound plan per tile-batch size (a full batch and the last partial one), all on
-    one stream and one shared scratch allocation."""
+    """The TileChain: one bound plan per tile shape (a full batch, the last partial one, an image smaller
+    than a tile), all on one stream and one shared scratch allocation."""
 
     def __init__(self, sessions: Mapping[str, TrtSession], plans: PlanFactory, cuda_graph: bool):
         self._sessions = sessions
@@ -149,19 +151,19 @@ class TrtChain:
         self._cuda_graph = cuda_graph
         self._stream = cuda.Stream()
         self._scratch = cuda.DeviceBuffer(max(s.scratch_size for s in sessions.values()))
-        self._bound: dict[int, BoundPlan] = {}
+        self._bound: dict[TileShape, BoundPlan] = {}
 
     @property
     def captured(self) -> bool:
-        """Whether every bound batch size replays a CUDA graph."""
+        """Whether every bound tile shape replays a CUDA graph."""
         return bool(self._bound) and all(b.graph is not None for b in self._bound.values())
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        n = len(next(iter(feeds.values())))
-        if n not in self._bound:
-            plan = self._plans(n)
-            self._bound[n] = BoundPlan(self._sessions, plan, self._stream, self._scratch, self._cuda_graph)
-        return self._bound[n](feeds)
+        key = tile_shape(feeds)
+        if key not in self._bound:
+            plan = self._plans(*key)
+            self._bound[key] = BoundPlan(self._sessions, plan, self._stream, self._scratch, self._cuda_graph)
+        return self._bound[key](feeds)
 
 
 class BoundPlan:

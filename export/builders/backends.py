@@ -1,0 +1,189 @@
+"""The engine backends a build can target, one typed object each: whether it is usable here, its
+default precision, how it exports attention and at which precision, its engine builder and version.
+``auto`` takes the fastest one usable on this machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import click
+
+from sr_runtime.errors import SRError
+from sr_runtime.manifest import TargetInfo
+from sr_runtime.precision import Precision
+
+from ..attention import Attention
+from ..graph_spec import GraphSpec
+from ..reporting import Report
+
+AUTO = "auto"
+
+
+@dataclass
+class BuiltEngine:
+    files: list[Path]  # the engine file, then the files it loads at run time (external weights)
+    precision_summary: dict = field(default_factory=dict)  # TensorRT: layer precisions
+
+
+class EngineBuilder(ABC):
+    """Turns one exported ONNX graph into the bundle's engine file(s)."""
+
+    target: TargetInfo | None = None  # the GPU the engines are specific to, if any
+
+    @abstractmethod
+    def build(self, onnx_file: Path, folder: Path, spec: GraphSpec, profile: dict) -> BuiltEngine:
+        """Writes the engine for ``spec`` into ``folder``; ``profile``: input -> [min, opt, max] shapes."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a bundle's engines are built with, beyond the graphs."""
+
+    precision: Precision
+    cache_dir: Path  # where builders keep what outlives one bundle (TensorRT's timing cache)
+    strongly_typed: bool = False  # TensorRT 10: the fp16 ONNX strongly typed (11 always is)
+    opt_level: int = 3  # TensorRT builder optimization level, 0-5
+    workspace_gib: float | None = None  # TensorRT tactics' scratch limit (None: TensorRT's default)
+
+
+class EngineBackend(ABC):
+    name: ClassVar[str]
+    title: ClassVar[str]
+    default_precision: ClassVar[Precision] = Precision.FP16  # GPUs have fast fp16
+    attention: ClassVar[Attention] = Attention.FUSED
+    build_options: ClassVar[tuple[click.Option, ...]] = ()  # build options only this backend takes
+
+    @abstractmethod
+    def problem(self) -> str | None:
+        """Why this backend cannot build (or run) here, or None when it can."""
+
+    def onnx_precision(self, precision: Precision, strongly_typed: bool) -> Precision:
+        """The precision of the ONNX graphs a build of ``precision`` exports."""
+        return precision
+
+    @abstractmethod
+    def builder(self, settings: EngineSettings, report: Report) -> EngineBuilder: ...
+
+    @abstractmethod
+    def version(self) -> str: ...
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def onnxruntime_providers() -> list[str]:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return []
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+class OnnxRuntimeBackend(EngineBackend):
+    """ONNX Runtime bundles carry the exported ONNX itself, with attention as its fused node."""
+
+    provider: ClassVar[str]
+    install: ClassVar[str]
+
+    def problem(self) -> str | None:
+        if self.provider not in onnxruntime_providers():
+            return f"ONNX Runtime has no {self.provider} here ({self.install})"
+        return None
+
+    def builder(self, settings: EngineSettings, report: Report) -> EngineBuilder:
+        from .onnxruntime_builder import OnnxCopier
+
+        return OnnxCopier()
+
+    def version(self) -> str:
+        import onnxruntime
+
+        return onnxruntime.__version__
+
+
+class OnnxRuntimeCpu(OnnxRuntimeBackend):
+    name = "onnxruntime-cpu"
+    title = "ONNX Runtime CPU"
+    default_precision = Precision.FP32
+    provider = "CPUExecutionProvider"
+    install = "pip install 'sr-export[cpu]'"
+
+
+class OnnxRuntimeCuda(OnnxRuntimeBackend):
+    name = "onnxruntime-cuda"
+    title = "ONNX Runtime CUDA"
+    provider = "CUDAExecutionProvider"
+    install = "install onnxruntime-gpu on a CUDA machine"
+
+
+TENSORRT_OPTIONS = (
+    click.Option(["--strongly-typed"], is_flag=True,
+                 help="TensorRT 10: build the fp16 ONNX strongly typed instead of fp32 ONNX + FP16 flag (11 always does)."),
+    click.Option(["--opt-level"], type=click.IntRange(0, 5), default=3, show_default=True,
+                 help="TensorRT builder optimization level: 0 builds fastest, 5 searches tactics longest."),
+    click.Option(["--workspace", "workspace_gib"], type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="GiB of scratch memory TensorRT tactics may use while building (default: TensorRT's)."),
+)
+
+
+class TensorRT(EngineBackend):
+    """Plans built on this GPU from the plain-attention ONNX (TensorRT's parser knows no com.microsoft
+    ops and fuses attention itself); how precision is typed: ``tensorrt_typing``."""
+
+    name = "tensorrt"
+    title = "TensorRT"
+    attention = Attention.PLAIN
+    build_options = TENSORRT_OPTIONS
+
+    def problem(self) -> str | None:
+        if importlib.util.find_spec("tensorrt") is None:
+            return "the tensorrt Python package is not installed (pip install 'sr-export[tensorrt]' on a CUDA machine)"
+        try:
+            import tensorrt as trt
+
+            trt.Builder(trt.Logger(trt.Logger.ERROR))
+        except Exception as err:  # the PyPI stub and missing libraries fail in many ways; all mean "not usable"
+            return f"TensorRT is installed but not usable ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+        if importlib.util.find_spec("cuda") is None:  # the engines' buffers and streams come from cuda-python
+            return "cuda-python is not installed (pip install 'sr-export[tensorrt]')"
+        return None
+
+    def onnx_precision(self, precision: Precision, strongly_typed: bool, version: str | None = None) -> Precision:
+        """TensorRT 10's weakly typed fp16 builds from the fp32 ONNX; ``version``: default the installed one."""
+        from .tensorrt_typing import tensorrt_typing, tensorrt_version
+
+        return tensorrt_typing(precision, strongly_typed, version or tensorrt_version()).onnx_precision
+
+    def builder(self, settings: EngineSettings, report: Report) -> EngineBuilder:
+        from .tensorrt_builder import TensorRTEngineBuilder
+
+        return TensorRTEngineBuilder(settings, report)
+
+    def version(self) -> str:
+        from .tensorrt_typing import tensorrt_version
+
+        return tensorrt_version()
+
+
+BACKENDS: dict[str, EngineBackend] = {b.name: b for b in (OnnxRuntimeCpu(), OnnxRuntimeCuda(), TensorRT())}
+CHOICES = (AUTO, *BACKENDS)
+# auto: the fastest first
+PREFERENCE = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
+
+
+def select_backend(requested: str) -> EngineBackend:
+    """The backend ``requested`` (or, for auto, the fastest usable here); fails at once when unusable."""
+    if requested == AUTO:
+        usable = [BACKENDS[name] for name in PREFERENCE if BACKENDS[name].problem() is None]
+        return usable[0] if usable else select_backend(PREFERENCE[-1])
+    if requested not in BACKENDS:
+        raise SRError(f"unknown backend {requested!r}; choose one of {', '.join(CHOICES)}")
+    backend = BACKENDS[requested]
+    if problem := backend.problem():
+        raise SRError(f"--backend {requested}: {problem}")
+    return backend

@@ -1,0 +1,32 @@
+"""Command-line options that several commands or families share, written once.
+
+Families list the ones they take (``ExportFamily.*_options``); the CLI adds each option once per
+command, so two families that take ``--checkpoint`` take this very option.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sr_runtime.color import COLOR_FIX_METHODS
+from sr_runtime.precision import Precision
+
+
+def path_option(*decls: str, help: str) -> click.Option:
+    return click.Option(list(decls), type=click.Path(path_type=Path), help=help)
+
+
+CHECKPOINT = path_option("--checkpoint", help="The model's checkpoint file (default: ./weights/<official name>).")
+SD_TURBO = path_option("--sd-turbo", help="SD-Turbo diffusers folder or hub cache.")
+# The PyTorch reference (upscale --backend torch)
+DEVICE = click.Option(["--device"], type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                      help="Where the PyTorch reference runs.")
+DTYPE = click.Option(["--dtype"], type=click.Choice([p.value for p in Precision]), default="fp32", show_default=True,
+                     help="The PyTorch reference's precision.")
+REFERENCE_TILE = click.Option(["--tile"], type=int, default=128, show_default=True, help="LR tile size (chopping size).")
+REFERENCE_BATCH = click.Option(["--batch"], type=int, default=8, show_default=True, help="Tiles per network call.")
+# Per image
+COLOR_FIX = click.Option(["--color-fix"], type=click.Choice(list(COLOR_FIX_METHODS)), default=None,
+                         help="Take the colours from the LR image (the official --color_fix).")

@@ -1,0 +1,116 @@
+"""What a model family contributes to the export side, behind one interface.
+
+A family lives in its own folder (``sr_export.families.<name>``, next to ``sr_runtime.families.<name>``
+on the runtime side) and is listed once in ``sr_export.families.FAMILIES``. Its ``ExportFamily``
+plug-in gives:
+
+- ``name`` (the runtime family, written to the manifest), ``title`` (for help and messages) and
+  ``models`` (the ``--model`` values it answers to: one per checkpoint layout);
+- its command-line options per command, as click options (``build_options``, ``reference_options``
+  for ``upscale --backend torch``, ``run_options`` for every ``upscale``, ``compare_options``,
+  ``bench_options``): the CLI adds them, lists them under the family's title and refuses them for
+  other families;
+- ``source()``: the weights a build exports (real checkpoints or the seeded demo model), as a
+  ``FamilySource`` whose ``plan_build()`` lists the graphs, the manifest section and extra files;
+- ``reference()`` (the PyTorch reference on whole images), ``reference_source()`` (what
+  ``sr-export compare`` rebuilds its fp32 reference from) and ``bench()`` (its Table 7 rows).
+
+Heavy libraries (torch, diffusers) are imported inside these methods: the CLI imports every plug-in.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import click
+import numpy as np
+
+from sr_runtime.errors import SRError
+from sr_runtime.family import TileProgress
+from sr_runtime.graph_io import Dims
+from sr_runtime.manifest import CheckpointRecord, Manifest, PipelineInfo
+
+from ..graph_spec import GraphSpec
+from ..reporting import Report
+
+# An image (H,W,3) float32 in [0,1] and a progress callback -> the SR image: the PyTorch reference.
+ImageRunner = Callable[[np.ndarray, TileProgress | None], np.ndarray]
+Options = Mapping[str, Any]  # option name (click's parameter name) -> value
+
+
+def _no_files(folder: Path) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """One family's part of a bundle."""
+
+    graphs: tuple[GraphSpec, ...]  # exported, built and recorded in this order
+    dims: Callable[[int], Dims]  # batch -> the symbolic dimensions at the bundle's tile (samples, profiles)
+    pipeline: PipelineInfo
+    section: Any  # the family's manifest section (its runtime family's section_type)
+    stem: str  # the default bundle folder is engines/<stem>-<backend>-<precision>
+    summary: str  # the family's part of the build's first report line
+    write_files: Callable[[Path], None] = _no_files  # extra bundle files (InvSR: the prompt embeddings)
+    # Check fp16 graphs on their sample inputs and export fp32 instead when the output overflows.
+    fp16_fallback: bool = False
+    min_dims: Dims | None = None  # the smallest shapes the engines take (default: one full tile)
+
+    def profile(self, spec: GraphSpec, batch: int) -> dict[str, list[list[int]]]:
+        """One optimization profile per graph: min_dims .. ``batch`` full tiles."""
+        return spec.profile(self.min_dims or self.dims(1), self.dims(batch), self.dims(batch))
+
+
+class FamilySource(ABC):
+    """What a build is made from: loaded weights (real or the demo's) and the family's build settings."""
+
+    components: Any  # what the graph specs' make_module take
+    demo: bool
+    checkpoints: dict[str, CheckpointRecord]
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The model's name in bundle folder names (``-demo`` for the demo model)."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Identifies the weights (and whatever else the graphs depend on) for the ONNX cache."""
+
+    @abstractmethod
+    def plan_build(self, tile: int, batch: int, report: Report) -> BuildPlan:
+        """The graphs, constants and files of a bundle for tiles of ``tile`` LR px, ``batch`` per call."""
+
+
+class ExportFamily(ABC):
+    name: ClassVar[str]
+    title: ClassVar[str]
+    models: ClassVar[tuple[str, ...]]
+    build_options: ClassVar[tuple[click.Option, ...]] = ()
+    reference_options: ClassVar[tuple[click.Option, ...]] = ()
+    run_options: ClassVar[tuple[click.Option, ...]] = ()
+    compare_options: ClassVar[tuple[click.Option, ...]] = ()
+    bench_options: ClassVar[tuple[click.Option, ...]] = ()
+
+    def check_build(self, model: str, options: Options, tile: int) -> None:  # noqa: B027 (optional hook)
+        """Cheap checks of the build options, before anything is loaded."""
+
+    @abstractmethod
+    def source(self, model: str, options: Options, report: Report) -> FamilySource:
+        """The weights to build from: the options' checkpoints, the default places, else the demo model."""
+
+    def reference(self, model: str, options: Options, report: Report) -> ImageRunner:
+        raise SRError(f"{self.title} has no PyTorch reference path; build a bundle and pass -e BUNDLE")
+
+    @abstractmethod
+    def reference_source(self, manifest: Manifest, options: Options, report: Report) -> FamilySource:
+        """The source of ``manifest``'s bundle, from the checkpoints it records (``sr-export compare``)."""
+
+    @abstractmethod
+    def bench(self, options: Options, report: Report):
+        """Its ``sr_export.bench.family.BenchFamily``: the Table 7 rows it measures."""

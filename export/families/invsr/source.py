@@ -1,0 +1,129 @@
+"""What an InvSR build is made from (the user's checkpoints or the built-in demo model), and its plan:
+the schedule, the geometry, the prompt embeddings and the four graphs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from sr_runtime.bundle_check import sha256_file
+from sr_runtime.errors import SRError
+from sr_runtime.families.invsr.family import PROMPT_EMBEDS_NAME
+from sr_runtime.families.invsr.graphs import dims
+from sr_runtime.families.invsr.image_loop import check_tile
+from sr_runtime.families.invsr.section import SCALE, InvSRSection
+from sr_runtime.manifest import CheckpointRecord, PipelineInfo
+from sr_runtime.version import TOOL_VERSION
+
+from ...cache import DEMO_SEED, cache_root, cached_folder
+from ...reporting import Report
+from ..base import BuildPlan, FamilySource
+from .graphs import GRAPHS
+from .locate import find_checkpoints
+from .reference import InvSRComponents, load_components
+from .schedule import DEFAULT_TIMESTEPS, build_schedule, resolve_timesteps
+
+FAMILY = "invsr"
+
+
+@dataclass
+class InvSRSource(FamilySource):
+    components: InvSRComponents
+    demo: bool
+    checkpoints: dict[str, CheckpointRecord] = field(default_factory=dict)
+    noise_predictor_config: str | None = None  # the config's text, part of the fingerprint
+    cli_timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS[1]  # the schedule the bundle runs
+
+    def __post_init__(self):
+        self.cli_timesteps = resolve_timesteps(len(self.cli_timesteps), self.cli_timesteps)  # checked, descending
+
+    @property
+    def name(self) -> str:
+        return "invsr-demo" if self.demo else "invsr"
+
+    def with_timesteps(self, cli_timesteps: tuple[int, ...]) -> InvSRSource:
+        return replace(self, cli_timesteps=tuple(cli_timesteps))
+
+    def fingerprint(self) -> str:
+        checkpoints = {name: record.sha256 for name, record in self.checkpoints.items()}
+        return json.dumps({"checkpoints": checkpoints, "np_config": self.noise_predictor_config}, sort_keys=True)
+
+    def plan_build(self, tile: int, batch: int, report: Report) -> BuildPlan:
+        import torch
+
+        from .sd_turbo import POSITIVE_PROMPT, encode_prompt
+
+        geometry = self.components.geometry
+        check_tile(tile, geometry)
+        schedule = build_schedule(self.components.scheduler_config, self.cli_timesteps)
+        with torch.inference_mode():
+            embeds = encode_prompt(self.components.sd_turbo).float().cpu().numpy()
+        section = InvSRSection(
+            geometry=geometry,
+            latent_scale=self.components.latent_scale,
+            cli_timesteps=list(schedule.cli_timesteps),
+            timesteps=list(schedule.timesteps),
+            sigmas=list(schedule.sigmas),
+            prompt=POSITIVE_PROMPT,
+            embed_shape=list(embeds.shape),
+        )
+        return BuildPlan(
+            graphs=GRAPHS,
+            dims=lambda n: dims(n, tile, geometry, embeds.shape),
+            pipeline=PipelineInfo(family=FAMILY, scale=SCALE, tile=tile, batch=batch),
+            section=section,
+            stem=f"{self.name}-s{schedule.steps}",
+            summary=f"timesteps {list(schedule.cli_timesteps)}",
+            write_files=lambda folder: np.save(folder / PROMPT_EMBEDS_NAME, embeds),
+        )
+
+
+def demo_checkpoints() -> tuple[Path, Path]:
+    """Tiny random-weight checkpoints in the official formats, written once into the cache.
+
+    Going through the real loaders keeps the demo on the same code path as real checkpoints.
+    """
+    from .random_checkpoints import write_random_noise_predictor, write_random_sd_turbo
+
+    def write(folder: Path) -> None:
+        write_random_sd_turbo(folder / "sd-turbo", seed=DEMO_SEED)
+        write_random_noise_predictor(folder / "noise-predictor", seed=DEMO_SEED)
+
+    folder = cached_folder(cache_root() / "demo-checkpoints" / f"seed{DEMO_SEED}-{TOOL_VERSION}", write)
+    return folder / "sd-turbo", next((folder / "noise-predictor").glob("*.pth"))
+
+
+def load_source(sd_path: Path, np_path: Path, config: str | Path | None, demo: bool, report: Report,
+                cli_timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS[1]) -> InvSRSource:
+    from .sd_turbo import resolve_sd_turbo_folder, weight_files
+
+    report(f"loading SD-Turbo from {sd_path} and the noise predictor from {np_path}")
+    components = load_components(sd_path, np_path, config)
+    sd_folder = resolve_sd_turbo_folder(sd_path)
+    report("hashing checkpoints")
+    checkpoints = {
+        "sd_turbo": CheckpointRecord(str(sd_folder), {str(f.relative_to(sd_folder)): sha256_file(f)
+                                                      for f in weight_files(sd_folder)}),
+        "noise_predictor": CheckpointRecord(str(np_path), {np_path.name: sha256_file(np_path)}),
+    }
+    config_text = Path(config).read_text() if config else None
+    return InvSRSource(components, demo, checkpoints, config_text, tuple(cli_timesteps))
+
+
+def resolve_source(sd_turbo, noise_predictor, noise_predictor_config, cli_timesteps: tuple[int, ...],
+                   allow_demo: bool = True, report: Report = print) -> InvSRSource:
+    """The given checkpoints, else the default places, else (``allow_demo``) the demo model."""
+    found = find_checkpoints(sd_turbo, noise_predictor)
+    if found is not None:
+        return load_source(*found, noise_predictor_config, False, report, cli_timesteps)
+    if not allow_demo:
+        raise SRError("no checkpoints found: pass --sd-turbo DIR and --noise-predictor PTH")
+    report(
+        "WARNING: no InvSR checkpoints found (--sd-turbo / --noise-predictor, the Hugging Face cache, "
+        "./weights); building the built-in DEMO model with random weights: its outputs are NOT meaningful"
+    )
+    sd_path, np_path = demo_checkpoints()
+    return load_source(sd_path, np_path, next(np_path.parent.glob("*.yaml"), None), True, report, cli_timesteps)

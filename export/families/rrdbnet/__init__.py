@@ -1,0 +1,64 @@
+"""The x4 RRDBNet of Real-ESRGAN and BSRGAN on the export side: the network, its two release layouts,
+the whole-image PyTorch reference, the one graph, the build plan, the Table 7 rows and the options."""
+
+from __future__ import annotations
+
+import click
+
+from sr_runtime.manifest import Manifest
+
+from ... import cli_options as shared
+from ...reporting import Report
+from ..base import ExportFamily, ImageRunner, Options
+from .model import LAYOUTS
+
+OVERLAP = click.Option(["--overlap"], type=int, default=None,
+                       help="LR px of context around each tile, cropped from its output (default 16).")
+
+
+def _overlap(options: Options) -> int:
+    from .source import DEFAULT_OVERLAP
+
+    return DEFAULT_OVERLAP if options["overlap"] is None else options["overlap"]
+
+
+class RRDBNetExport(ExportFamily):
+    name = "rrdbnet"
+    title = "RRDBNet"
+    models = LAYOUTS  # each its own checkpoint layout
+    build_options = (shared.CHECKPOINT, OVERLAP)
+    reference_options = (shared.CHECKPOINT, shared.DEVICE, shared.DTYPE)
+
+    def check_build(self, model: str, options: Options, tile: int) -> None:
+        from sr_runtime.crop_tiling import check_overlap
+
+        check_overlap(tile, _overlap(options))
+
+    def source(self, model: str, options: Options, report: Report):
+        from .source import resolve_rrdbnet_source
+
+        return resolve_rrdbnet_source(model, options["checkpoint"], _overlap(options), report=report)
+
+    def reference(self, model: str, options: Options, report: Report) -> ImageRunner:
+        from sr_runtime.precision import Precision
+
+        from ...devices import check_torch_device
+        from ...graph_spec import TORCH_DTYPES
+        from .reference import RRDBNetReference
+        from .source import resolve_rrdbnet_source
+
+        check_torch_device(options["device"])
+        source = resolve_rrdbnet_source(model, options["checkpoint"], allow_demo=False, report=report)
+        reference = RRDBNetReference(source.components, options["device"], TORCH_DTYPES[Precision(options["dtype"])])
+        return reference.upscale
+
+    def reference_source(self, manifest: Manifest, options: Options, report: Report):
+        from .source import resolve_rrdbnet_source
+
+        (model, record), = manifest.checkpoints.items()
+        return resolve_rrdbnet_source(model, record.path, manifest.section.overlap, allow_demo=False, report=report)
+
+    def bench(self, options: Options, report: Report):
+        from .bench import RRDBNetBench
+
+        return RRDBNetBench(report=report)

@@ -1,0 +1,29 @@
+"""The PyTorch reference of Real-ESRGAN and BSRGAN: the network on the whole image, as both official
+inference scripts run it (Real-ESRGAN's default ``--tile 0``; BSRGAN's ``main_test_bsrgan.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sr_runtime.family import TileProgress
+from sr_runtime.tiling import check_rgb_image
+
+from .model import RRDBNet
+
+
+class RRDBNetReference:
+    def __init__(self, model: RRDBNet, device: str = "cpu", dtype: torch.dtype = torch.float32):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.model = model.to(self.device, dtype).eval()
+
+    @torch.inference_mode()
+    def upscale(self, image: np.ndarray, on_tiles_done: TileProgress | None = None) -> np.ndarray:
+        """(H,W,3) float32 in [0,1] -> (4H,4W,3) float32 in [0,1]."""
+        check_rgb_image(image)
+        lr = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(self.device, self.dtype)
+        sr = self.model(lr)[0].float().clamp(0, 1).cpu().numpy()
+        if on_tiles_done is not None:
+            on_tiles_done(1, 1)
+        return sr.transpose(1, 2, 0).copy()

@@ -1,0 +1,96 @@
+"""The image-level loop of InvSR, shared by the PyTorch reference and the engine runtime.
+
+pad -> tiles -> (per batch of tiles: the network chain) -> Gaussian blend -> crop -> colour fix.
+Only the network chain differs between the two sides; it is passed in as ``run_tiles``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...color import apply_color_fix, check_color_fix
+from ...errors import SRError
+from ...family import TileProgress
+from ...tiling import TileBlender, check_rgb_image, crop_output, iter_tile_batches, pad_image, plan_tiles
+from .noise import PosteriorNoise
+from .section import SCALE, Geometry
+
+MAX_TILE = 256  # above this the official sampler switches to a tiled VAE, which we do not reproduce
+MAX_SEED = 2**63 - 1
+
+# (LR tiles (n,3,P,P) float32 in [0,1], predictor noise, VAE noise) -> SR tiles (n,3,4P,4P) in [0,1]
+TileRunner = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class InvSROptions:
+    """Per-image options of InvSR (``Upscaler.upscale`` keywords)."""
+
+    color_fix: str | None = None  # "wavelet" or "ycbcr", as the official --color_fix
+    seed: int | None = None  # sample both posteriors with this seed; None: their means
+
+    def __post_init__(self):
+        check_color_fix(self.color_fix)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise SRError(f"seed {self.seed!r} must be an integer from 0 to {MAX_SEED}")
+
+
+@dataclass(frozen=True)
+class UpscaleSettings(InvSROptions):
+    tile: int = 128
+    batch: int = 8
+
+
+def check_tile_size(tile: int) -> None:
+    """What can be checked before the configs are known."""
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+        raise SRError(f"tile {tile!r} must be a positive integer (the official size is 128)")
+    if tile > MAX_TILE:
+        raise SRError(
+            f"tile {tile} is above {MAX_TILE}: the official sampler tiles its VAE there, which is not reproduced"
+        )
+
+
+def check_tile(tile: int, geometry: Geometry) -> None:
+    check_tile_size(tile)
+    if tile % geometry.pad_multiple:
+        raise SRError(
+            f"tile {tile} must be a multiple of {geometry.pad_multiple} (the VAE's {geometry.vae_factor} px per latent "
+            f"px over the x{SCALE}, times the UNet's downsampling); the official size is 128"
+        )
+
+
+def upscale_array(
+    image: np.ndarray,
+    run_tiles: TileRunner,
+    settings: UpscaleSettings,
+    steps: int,
+    geometry: Geometry,
+    on_tiles_done: TileProgress | None = None,
+) -> np.ndarray:
+    """``image`` (H,W,3) float32 in [0,1] -> (4H,4W,3) float32 in [0,1].
+
+    ``steps`` is the number of Euler steps of ``run_tiles``: the seeded noise stream depends on it.
+    ``on_tiles_done(done, total)`` is called after each batch, for progress bars.
+    """
+    check_tile(settings.tile, geometry)
+    check_rgb_image(image)
+    lr = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    plan = plan_tiles(lr.shape[1], lr.shape[2], tile=settings.tile, scale=SCALE, multiple=geometry.pad_multiple)
+    padded = pad_image(lr, plan)
+    blender = TileBlender(plan, channels=3)
+    noise = PosteriorNoise(settings.seed, steps)
+    done, total = 0, len(plan.starts)
+    for tiles, starts in iter_tile_batches(padded, plan, settings.batch):
+        predictor_noise, vae_noise = noise.draw(geometry.latent_shape(len(tiles), settings.tile))
+        blender.add(run_tiles(tiles, predictor_noise, vae_noise), starts)
+        done += len(starts)
+        if on_tiles_done is not None:
+            on_tiles_done(done, total)
+    sr = crop_output(blender.result(), plan).astype(np.float32)
+    sr = apply_color_fix(sr, padded, settings.color_fix)
+    return np.clip(sr, 0.0, 1.0).transpose(1, 2, 0).copy()

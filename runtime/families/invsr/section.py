@@ -1,0 +1,63 @@
+"""InvSR's section of the manifest: the constants the export side decided from the loaded configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCALE = 4  # the noise predictor works at LR / 2, which is the latent size only for x4
+
+
+@dataclass
+class Geometry:
+    """How LR pixels map to latents, derived from the VAE's and UNet's configs as the official sampler
+    does (``sampler_invsr.sample_func``)."""
+
+    latent_channels: int
+    vae_factor: int  # image px per latent px: 2 ** (VAE levels - 1)
+    # mod_lq = vae_factor // SCALE * 2 ** (UNet levels - 1): LR sides are reflect-padded to multiples of it,
+    # so every UNet level downsamples evenly.
+    pad_multiple: int
+
+    @classmethod
+    def from_configs(cls, latent_channels: int, vae_levels: int, unet_levels: int) -> Geometry:
+        vae_factor = 2 ** (vae_levels - 1)
+        return cls(latent_channels, vae_factor, vae_factor // SCALE * 2 ** (unet_levels - 1))
+
+    def latent_side(self, tile: int) -> int:
+        return tile * SCALE // self.vae_factor
+
+    def latent_shape(self, batch: int, tile: int) -> tuple[int, int, int, int]:
+        side = self.latent_side(tile)
+        return (batch, self.latent_channels, side, side)
+
+    def problem(self) -> str | None:
+        if self.latent_channels < 1 or self.vae_factor < SCALE or self.pad_multiple < 1:
+            return (f"latent channels {self.latent_channels}, VAE factor {self.vae_factor} and pad multiple "
+                    f"{self.pad_multiple}: a x{SCALE} InvSR needs a VAE that downsamples by at least {SCALE}")
+        return None
+
+
+@dataclass
+class InvSRSection:
+    geometry: Geometry
+    latent_scale: float  # the VAE's scaling_factor
+    cli_timesteps: list[int]  # T_i as the user gave them
+    timesteps: list[float]  # t_i = T_i - 1, fed to the networks
+    sigmas: list[float]  # N + 1 values, the last one is the final σ
+    prompt: str
+    embed_shape: list[int]  # (1, tokens, width) of prompt_embeds.npy
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    def problem(self) -> str | None:
+        if problem := self.geometry.problem():
+            return problem
+        if self.steps < 1:
+            return "no timesteps"
+        if len(self.sigmas) != self.steps + 1:
+            return f"{self.steps} timesteps need {self.steps + 1} sigmas, it has {len(self.sigmas)}"
+        if len(self.embed_shape) != 3 or self.embed_shape[0] != 1:
+            return f"embed_shape {self.embed_shape} is not (1, tokens, width)"
+        return None

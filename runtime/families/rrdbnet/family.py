@@ -1,0 +1,51 @@
+"""The RRDBNet family (Real-ESRGAN, BSRGAN) on the runtime side: one engine call per tile batch,
+overlap-crop tiling (``sr_runtime.crop_tiling``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...backends.base import ChainPlan, TileChain
+from ...crop_tiling import check_overlap, upscale_tiled
+from ...errors import SRError
+from ...family import Family, NoOptions, TileProgress
+from ...manifest import Manifest
+from .graphs import GRAPHS, RRDBNET, SCALE, dims
+
+FEEDS = ("lr",)
+
+
+@dataclass
+class RRDBNetSection:
+    overlap: int  # LR px of context kept on each side of a tile's output
+
+    def problem(self) -> str | None:
+        return f"overlap {self.overlap} is negative" if self.overlap < 0 else None
+
+
+class RRDBNetFamily(Family):
+    name = "rrdbnet"
+    section_type = RRDBNetSection
+    graphs = GRAPHS
+    feeds = FEEDS
+
+    def __init__(self, bundle: Path, manifest: Manifest):
+        super().__init__(bundle, manifest)
+        if manifest.pipeline.scale != SCALE:
+            raise SRError(f"the bundle is a x{manifest.pipeline.scale} RRDBNet; this chain runs x{SCALE}")
+        check_overlap(manifest.pipeline.tile, self.section.overlap)
+
+    def plan(self, batch: int, height: int, width: int) -> ChainPlan:
+        return ChainPlan(batch, (RRDBNET.call(),), {}, FEEDS, "image", dims(batch, height, width))
+
+    def upscale(self, image: np.ndarray, chain: TileChain, options: NoOptions,
+                on_tiles_done: TileProgress | None) -> np.ndarray:
+        p = self.manifest.pipeline
+        return upscale_tiled(image, lambda tiles: chain({"lr": tiles}), p.tile, self.section.overlap, p.batch, SCALE,
+                             on_tiles_done)
+
+    def describe(self) -> list[str]:
+        return [f"tiling      up to {self.manifest.pipeline.tile} px, overlap {self.section.overlap} px (crop, no blend)"]
