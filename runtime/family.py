@@ -4,7 +4,7 @@ The backends run any chain of engine calls (``ChainPlan``); a family says which 
 calls it makes, with which constants, and how an image becomes tile batches and back. A family lives
 in its own folder under ``sr_runtime.families`` and subclasses ``Family``:
 
-- ``name`` (the manifest's ``pipeline.family``), ``section_type`` (its typed manifest section: the
+- ``name`` (the manifest's ``pipeline.family``), ``title``, ``scale``, ``section_type`` (its typed manifest section: the
   constants the export side recorded), ``options_type`` (its per-image options: the keywords of
   ``Upscaler.upscale``), ``graphs`` (each graph's ``GraphIO``) and ``feeds`` (host buffers per tile
   batch, ``"lr"`` first, in the order ``Upscaler.run_tiles`` takes them);
@@ -42,6 +42,8 @@ class NoOptions:
 
 class Family(ABC):
     name: ClassVar[str]
+    title: ClassVar[str]
+    scale: ClassVar[int]
     section_type: ClassVar[type]
     options_type: ClassVar[type] = NoOptions
     graphs: ClassVar[tuple[GraphIO, ...]]
@@ -51,6 +53,8 @@ class Family(ABC):
         self.bundle = Path(bundle)
         self.manifest = manifest
         self.section = manifest.section
+        if manifest.pipeline.scale != self.scale:
+            raise SRError(f"the bundle is a x{manifest.pipeline.scale} {self.title}; this runtime runs x{self.scale}")
         check_graph_io(manifest, self.graphs)
 
     def options(self, **given: Any) -> Any:

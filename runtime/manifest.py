@@ -140,7 +140,7 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
         manifest = parse_manifest(data)
     except RecordError as err:
         raise SRError(f"{path} is malformed ({err}); rebuild the bundle") from err
-    if problem := manifest.pipeline.problem() or manifest.section.problem() or _tensor_problem(manifest):
+    if problem := manifest.pipeline.problem() or manifest.section.problem(manifest.pipeline) or _tensor_problem(manifest):
         raise SRError(f"{path} is malformed ({problem}); rebuild the bundle")
     for name, graph in manifest.graphs.items():
         for record in graph.files():

@@ -46,7 +46,7 @@ class InvSRExport(ExportFamily):
     bench_options = CHECKPOINTS
 
     def check_build(self, model: str, options: Options, tile: int) -> None:
-        from sr_runtime.families.invsr.image_loop import check_tile_size
+        from sr_runtime.families.invsr.section import check_tile_size
 
         _cli_timesteps(options)
         check_tile_size(tile)

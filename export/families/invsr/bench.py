@@ -11,17 +11,7 @@ from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.families.invsr.image_loop import UpscaleSettings
 from sr_runtime.precision import Precision
 
-from ...bench.family import (
-    LARGE,
-    TILE,
-    BenchBackend,
-    BenchFamily,
-    Method,
-    ParamCount,
-    Runner,
-    Stage,
-    TorchMode,
-)
+from ...bench import family as bench
 from ...builders.bundle_builder import BuildOptions, build_bundle
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
@@ -54,7 +44,7 @@ def full_random_checkpoints(report: Report) -> tuple[Path, Path, Path]:
     return folder / "sd-turbo", next(np_folder.glob("*.pth")), next(np_folder.glob("*.yaml"))
 
 
-class InvSRBench(BenchFamily):
+class InvSRBench(bench.BenchFamily):
     name = "invsr"
     methods = {f"InvSR-{steps}": steps for steps in (1, 3, 5)}
 
@@ -72,25 +62,26 @@ class InvSRBench(BenchFamily):
                                           report=self._report)
         return self._source
 
-    def params(self, method: Method) -> ParamCount:
+    def params(self, method: bench.Method) -> bench.ParamCount:
         count = sum(p.numel() for p in self.source.components.noise_predictor.parameters())
-        return ParamCount(count / 1e6, "noise predictor only (SD-Turbo is frozen: the paper's rule)")
+        return bench.ParamCount(count / 1e6, "noise predictor only (SD-Turbo is frozen: the paper's rule)")
 
     def _inputs(self, precision: Precision) -> dict[str, tuple]:
         """Each graph's sample inputs for one tile, the same for every backend."""
-        plan = self.source.plan_build(TILE, 1, lambda message: None)
+        plan = self.source.plan_build(bench.TILE, 1, lambda message: None)
         return {s.name: s.sample_inputs(plan.dims(1), precision) for s in GRAPHS}
 
-    def runner(self, method: Method, backend: BenchBackend, precision: Precision, device: str, batch: int) -> Runner:
+    def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
+               batch: int) -> bench.Runner:
         source = self.source.with_timesteps(DEFAULT_TIMESTEPS[method.steps])
         rng = np.random.default_rng(0)
-        lr = rng.random((1, 3, TILE, TILE), dtype=np.float32)
-        zeros = np.zeros(source.components.geometry.latent_shape(1, TILE), np.float32)
-        large_image = rng.random((LARGE, LARGE, 3), dtype=np.float32)
-        if isinstance(backend, TorchMode):
+        lr = rng.random((1, 3, bench.TILE, bench.TILE), dtype=np.float32)
+        zeros = np.zeros(source.components.geometry.latent_shape(1, bench.TILE), np.float32)
+        large_image = rng.random((bench.LARGE, bench.LARGE, 3), dtype=np.float32)
+        if isinstance(backend, bench.TorchMode):
             return self._torch_runner(source, backend, precision, device, batch, lr, zeros, large_image)
         opts = BuildOptions(
-            backend=backend.name, precision=precision, tile=TILE, batch=batch,
+            backend=backend.name, precision=precision, tile=bench.TILE, batch=batch,
             output=cache_root() / "bench-bundles" / f"invsr-s{method.steps}-{backend}-{precision.value}-b{batch}",
         )
         from sr_runtime.pipeline import Upscaler
@@ -101,9 +92,9 @@ class InvSRBench(BenchFamily):
         for spec in GRAPHS:
             feed = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs[spec.name], strict=True)}
             session = upscaler.sessions[spec.name]
-            stages.append(Stage(STAGE_LABELS[spec.name], lambda s=session, f=feed: s.run(f),
+            stages.append(bench.Stage(STAGE_LABELS[spec.name], lambda s=session, f=feed: s.run(f),
                                 method.steps if spec.name == "unet_step" else 1))
-        return Runner(
+        return bench.Runner(
             run=lambda: upscaler.run_tiles(lr, zeros, zeros),
             stages=stages,
             large=lambda: upscaler.upscale(large_image),
@@ -111,8 +102,8 @@ class InvSRBench(BenchFamily):
             note="stages timed through host arrays" if backend.name != "onnxruntime-cpu" else "",
         )
 
-    def _torch_runner(self, source: InvSRSource, mode: TorchMode, precision: Precision, device: str, batch: int,
-                      lr, zeros, large_image) -> Runner:
+    def _torch_runner(self, source: InvSRSource, mode: bench.TorchMode, precision: Precision, device: str, batch: int,
+                      lr, zeros, large_image) -> bench.Runner:
         schedule = build_schedule(source.components.scheduler_config, source.cli_timesteps)
         reference = InvSRReference(source.components, schedule, device=device, dtype=TORCH_DTYPES[precision])
         modules = {
@@ -121,7 +112,7 @@ class InvSRBench(BenchFamily):
             "unet_step": reference.unet_step,
             "vae_decoder": reference.decoder,
         }
-        if mode is TorchMode.COMPILE:
+        if mode is bench.TorchMode.COMPILE:
             for name, module in modules.items():
                 modules[name] = torch.compile(module)
             reference.encoder, reference.predictor = modules["vae_encoder"], modules["noise_predictor"]
@@ -137,17 +128,17 @@ class InvSRBench(BenchFamily):
                 with torch.inference_mode(), autocast():
                     return module(*args)
 
-            stages.append(Stage(STAGE_LABELS[spec.name], call, schedule.steps if spec.name == "unet_step" else 1))
-        settings = UpscaleSettings(tile=TILE, batch=batch)
-        return Runner(
+            stages.append(bench.Stage(STAGE_LABELS[spec.name], call, schedule.steps if spec.name == "unet_step" else 1))
+        settings = UpscaleSettings(tile=bench.TILE, batch=batch)
+        return bench.Runner(
             run=lambda: reference.run_tiles(lr, zeros, zeros),
             stages=stages,
             large=lambda: reference.upscale(large_image, settings),
             large_tiles=LARGE_TILES,
         )
 
-    def release(self, backend: BenchBackend) -> None:
-        if isinstance(backend, TorchMode) and torch.cuda.is_available():
+    def release(self, backend: bench.BenchBackend) -> None:
+        if isinstance(backend, bench.TorchMode) and torch.cuda.is_available():
             components = self.source.components
             components.sd_turbo.unet.to("cpu")
             components.sd_turbo.vae.to("cpu")

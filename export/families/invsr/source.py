@@ -13,8 +13,7 @@ from sr_runtime.bundle_check import sha256_file
 from sr_runtime.errors import SRError
 from sr_runtime.families.invsr.family import PROMPT_EMBEDS_NAME
 from sr_runtime.families.invsr.graphs import dims
-from sr_runtime.families.invsr.image_loop import check_tile
-from sr_runtime.families.invsr.section import SCALE, InvSRSection
+from sr_runtime.families.invsr.section import SCALE, InvSRSection, check_tile
 from sr_runtime.manifest import CheckpointRecord, PipelineInfo
 from sr_runtime.version import TOOL_VERSION
 

@@ -9,17 +9,7 @@ from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.manifest import CheckpointRecord
 from sr_runtime.precision import Precision
 
-from ...bench.family import (
-    LARGE,
-    TILE,
-    BenchBackend,
-    BenchFamily,
-    Method,
-    ParamCount,
-    Runner,
-    Stage,
-    TorchMode,
-)
+from ...bench import family as bench
 from ...builders.bundle_builder import BuildOptions, build_bundle
 from ...cache import cache_root
 from ...graph_spec import TORCH_DTYPES
@@ -31,7 +21,7 @@ ROWS = {"RealESRGAN": REALESRGAN, "BSRGAN": BSRGAN}
 LARGE_TILES = 25  # 512 px at tile 128 with 16 px overlap: stride 96 -> 5 x 5
 
 
-class RRDBNetBench(BenchFamily):
+class RRDBNetBench(bench.BenchFamily):
     """Both rows share the network (the same 16.7 M-parameter x4 RRDBNet); only the checkpoints differ."""
 
     name = "rrdbnet"
@@ -49,17 +39,18 @@ class RRDBNetBench(BenchFamily):
             self._module = RRDBNet(OFFICIAL_CONFIG).eval()
         return self._module
 
-    def params(self, method: Method) -> ParamCount:
-        return ParamCount(sum(p.numel() for p in self.module.parameters()) / 1e6, "the whole RRDBNet")
+    def params(self, method: bench.Method) -> bench.ParamCount:
+        return bench.ParamCount(sum(p.numel() for p in self.module.parameters()) / 1e6, "the whole RRDBNet")
 
-    def runner(self, method: Method, backend: BenchBackend, precision: Precision, device: str, batch: int) -> Runner:
+    def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
+               batch: int) -> bench.Runner:
         rng = np.random.default_rng(0)
-        image = rng.random((TILE, TILE, 3), dtype=np.float32)
-        large_image = rng.random((LARGE, LARGE, 3), dtype=np.float32)
-        if isinstance(backend, TorchMode):
+        image = rng.random((bench.TILE, bench.TILE, 3), dtype=np.float32)
+        large_image = rng.random((bench.LARGE, bench.LARGE, 3), dtype=np.float32)
+        if isinstance(backend, bench.TorchMode):
             dtype = TORCH_DTYPES[precision]
             module = self.module.to(device, dtype)
-            if backend is TorchMode.COMPILE:
+            if backend is bench.TorchMode.COMPILE:
                 module = torch.compile(module)
             lr = torch.from_numpy(image.transpose(2, 0, 1)[None].copy()).to(device, dtype)
             lr_large = torch.from_numpy(large_image.transpose(2, 0, 1)[None].copy()).to(device, dtype)
@@ -68,26 +59,26 @@ class RRDBNetBench(BenchFamily):
                 with torch.inference_mode():
                     return module(x)
 
-            return Runner(run=run, stages=[Stage("RRDBNet", run)], large=lambda: run(lr_large), large_tiles=1,
+            return bench.Runner(run=run, stages=[bench.Stage("RRDBNet", run)], large=lambda: run(lr_large), large_tiles=1,
                           note="large image in one call, untiled")
         model = ROWS[method.name]
         source = RRDBNetSource(model, self.module.float(), demo=False,
                                checkpoints={model: CheckpointRecord("random weights", {"seed": "0"})})
-        opts = BuildOptions(backend=backend.name, precision=precision, tile=TILE, batch=batch,
+        opts = BuildOptions(backend=backend.name, precision=precision, tile=bench.TILE, batch=batch,
                             output=cache_root() / "bench-bundles" / f"{model}-{backend}-{precision.value}-b{batch}")
         from sr_runtime.pipeline import Upscaler
 
         upscaler = Upscaler.from_bundle(build_bundle(source, opts, report=self._report), options=RuntimeOptions())
         session = upscaler.sessions["rrdbnet"]
         tile_in = {"lr": image.transpose(2, 0, 1)[None].copy()}
-        return Runner(
+        return bench.Runner(
             run=lambda: upscaler.upscale(image),
-            stages=[Stage("RRDBNet", lambda: session.run(tile_in))],
+            stages=[bench.Stage("RRDBNet", lambda: session.run(tile_in))],
             large=lambda: upscaler.upscale(large_image),
             large_tiles=LARGE_TILES,
         )
 
-    def release(self, backend: BenchBackend) -> None:
+    def release(self, backend: bench.BenchBackend) -> None:
         if torch.cuda.is_available() and self._module is not None:
             self._module.to("cpu")
             torch.cuda.empty_cache()

@@ -122,26 +122,26 @@ class RRDBNet(nn.Module):
 
 # ---- checkpoint layouts ---------------------------------------------------------------------------
 
+def _renamed(key: str, renames) -> str:
+    """``key`` with the first matching (prefix, replacement) of ``renames`` applied."""
+    for prefix, replacement in renames:
+        if key.startswith(prefix):
+            return replacement + key[len(prefix):]
+    return key
+
+
 def to_layout(key: str, layout: str) -> str:
     """A BasicSR key as the checkpoint of ``layout`` names it."""
     if layout == REALESRGAN:
         return key
-    for new, old in _BSRGAN_RENAMES:
-        if key.startswith(new):
-            key = old + key[len(new):]
-            break
-    return _BSRGAN_RDB.sub(r".RDB\1.", key)
+    return _BSRGAN_RDB.sub(r".RDB\1.", _renamed(key, _BSRGAN_RENAMES))
 
 
 def from_layout(key: str, layout: str) -> str:
     """The BasicSR name of a key of a ``layout`` checkpoint."""
     if layout == REALESRGAN:
         return key
-    for new, old in _BSRGAN_RENAMES:
-        if key.startswith(old):
-            key = new + key[len(old):]
-            break
-    return re.sub(r"\.RDB([123])\.", r".rdb\1.", key)
+    return re.sub(r"\.RDB([123])\.", r".rdb\1.", _renamed(key, [(old, new) for new, old in _BSRGAN_RENAMES]))
 
 
 def _detect_layout(keys) -> str | None:

@@ -13,7 +13,7 @@ from ...family import Family, TileProgress
 from ...manifest import Manifest
 from .chain import FEEDS, invsr_plan
 from .graphs import GRAPHS
-from .image_loop import InvSROptions, UpscaleSettings, check_tile, upscale_array
+from .image_loop import InvSROptions, UpscaleSettings, upscale_array
 from .section import SCALE, InvSRSection
 
 PROMPT_EMBEDS_NAME = "prompt_embeds.npy"
@@ -34,6 +34,8 @@ def load_prompt_embeds(bundle: Path, section: InvSRSection) -> np.ndarray:
 
 class InvSRFamily(Family):
     name = "invsr"
+    title = "InvSR"
+    scale = SCALE
     section_type = InvSRSection
     options_type = InvSROptions
     graphs = GRAPHS
@@ -41,9 +43,6 @@ class InvSRFamily(Family):
 
     def __init__(self, bundle: Path, manifest: Manifest):
         super().__init__(bundle, manifest)
-        if manifest.pipeline.scale != SCALE:
-            raise SRError(f"the bundle is a x{manifest.pipeline.scale} InvSR; this runtime runs x{SCALE}")
-        check_tile(manifest.pipeline.tile, self.section.geometry)
         self.prompt_embeds = load_prompt_embeds(self.bundle, self.section)
 
     def plan(self, batch: int, height: int, width: int) -> ChainPlan:

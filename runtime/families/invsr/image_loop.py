@@ -16,9 +16,8 @@ from ...errors import SRError
 from ...family import TileProgress
 from ...tiling import TileBlender, check_rgb_image, crop_output, iter_tile_batches, pad_image, plan_tiles
 from .noise import PosteriorNoise
-from .section import SCALE, Geometry
+from .section import SCALE, Geometry, check_tile
 
-MAX_TILE = 256  # above this the official sampler switches to a tiled VAE, which we do not reproduce
 MAX_SEED = 2**63 - 1
 
 # (LR tiles (n,3,P,P) float32 in [0,1], predictor noise, VAE noise) -> SR tiles (n,3,4P,4P) in [0,1]
@@ -43,25 +42,6 @@ class InvSROptions:
 class UpscaleSettings(InvSROptions):
     tile: int = 128
     batch: int = 8
-
-
-def check_tile_size(tile: int) -> None:
-    """What can be checked before the configs are known."""
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
-        raise SRError(f"tile {tile!r} must be a positive integer (the official size is 128)")
-    if tile > MAX_TILE:
-        raise SRError(
-            f"tile {tile} is above {MAX_TILE}: the official sampler tiles its VAE there, which is not reproduced"
-        )
-
-
-def check_tile(tile: int, geometry: Geometry) -> None:
-    check_tile_size(tile)
-    if tile % geometry.pad_multiple:
-        raise SRError(
-            f"tile {tile} must be a multiple of {geometry.pad_multiple} (the VAE's {geometry.vae_factor} px per latent "
-            f"px over the x{SCALE}, times the UNet's downsampling); the official size is 128"
-        )
 
 
 def upscale_array(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...errors import SRError
+from ...manifest import PipelineInfo
+
 SCALE = 4  # the noise predictor works at LR / 2, which is the latent size only for x4
+MAX_TILE = 256  # above this the official sampler switches to a tiled VAE, which we do not reproduce
 
 
 @dataclass
@@ -37,6 +41,25 @@ class Geometry:
         return None
 
 
+def check_tile_size(tile: int) -> None:
+    """What can be checked before the configs are known."""
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+        raise SRError(f"tile {tile!r} must be a positive integer (the official size is 128)")
+    if tile > MAX_TILE:
+        raise SRError(
+            f"tile {tile} is above {MAX_TILE}: the official sampler tiles its VAE there, which is not reproduced"
+        )
+
+
+def check_tile(tile: int, geometry: Geometry) -> None:
+    check_tile_size(tile)
+    if tile % geometry.pad_multiple:
+        raise SRError(
+            f"tile {tile} must be a multiple of {geometry.pad_multiple} (the VAE's {geometry.vae_factor} px per latent "
+            f"px over the x{SCALE}, times the UNet's downsampling); the official size is 128"
+        )
+
+
 @dataclass
 class InvSRSection:
     geometry: Geometry
@@ -51,9 +74,13 @@ class InvSRSection:
     def steps(self) -> int:
         return len(self.timesteps)
 
-    def problem(self) -> str | None:
+    def problem(self, pipeline: PipelineInfo) -> str | None:
         if problem := self.geometry.problem():
             return problem
+        try:
+            check_tile(pipeline.tile, self.geometry)
+        except SRError as err:
+            return str(err)
         if self.steps < 1:
             return "no timesteps"
         if len(self.sigmas) != self.steps + 1:

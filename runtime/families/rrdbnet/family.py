@@ -4,7 +4,6 @@ overlap-crop tiling (``sr_runtime.crop_tiling``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from ...backends.base import ChainPlan, TileChain
 from ...crop_tiling import check_overlap, upscale_tiled
 from ...errors import SRError
 from ...family import Family, NoOptions, TileProgress
-from ...manifest import Manifest
+from ...manifest import PipelineInfo
 from .graphs import GRAPHS, RRDBNET, SCALE, dims
 
 FEEDS = ("lr",)
@@ -22,21 +21,21 @@ FEEDS = ("lr",)
 class RRDBNetSection:
     overlap: int  # LR px of context kept on each side of a tile's output
 
-    def problem(self) -> str | None:
-        return f"overlap {self.overlap} is negative" if self.overlap < 0 else None
+    def problem(self, pipeline: PipelineInfo) -> str | None:
+        try:
+            check_overlap(pipeline.tile, self.overlap)
+        except SRError as err:
+            return str(err)
+        return None
 
 
 class RRDBNetFamily(Family):
     name = "rrdbnet"
+    title = "RRDBNet"
+    scale = SCALE
     section_type = RRDBNetSection
     graphs = GRAPHS
     feeds = FEEDS
-
-    def __init__(self, bundle: Path, manifest: Manifest):
-        super().__init__(bundle, manifest)
-        if manifest.pipeline.scale != SCALE:
-            raise SRError(f"the bundle is a x{manifest.pipeline.scale} RRDBNet; this chain runs x{SCALE}")
-        check_overlap(manifest.pipeline.tile, self.section.overlap)
 
     def plan(self, batch: int, height: int, width: int) -> ChainPlan:
         return ChainPlan(batch, (RRDBNET.call(),), {}, FEEDS, "image", dims(batch, height, width))
