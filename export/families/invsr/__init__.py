@@ -22,8 +22,6 @@ NOISE_PREDICTOR = shared.path_option("--noise-predictor", help="noise_predictor_
 NOISE_PREDICTOR_CONFIG = shared.path_option(
     "--noise-predictor-config", help="Official sampler YAML (model_start.params) or a flat YAML/JSON of the same keys.")
 CHECKPOINTS = (shared.SD_TURBO, NOISE_PREDICTOR, NOISE_PREDICTOR_CONFIG)
-SEED = click.Option(["--seed"], type=int, default=None,
-                    help="Sample the two posteriors with this seed (default: their means, deterministic).")
 
 
 def _cli_timesteps(options: Options) -> tuple[int, ...]:
@@ -39,7 +37,7 @@ class InvSRExport(ExportFamily):
     build_options = (STEPS, TIMESTEPS, *CHECKPOINTS)
     reference_options = (STEPS, TIMESTEPS, *CHECKPOINTS, shared.REFERENCE_TILE, shared.REFERENCE_BATCH,
                          shared.DEVICE, shared.DTYPE)
-    run_options = (shared.COLOR_FIX, SEED)
+    run_options = (shared.COLOR_FIX, shared.SEED)
     compare_options = (shared.path_option(
         "--noise-predictor-config",
         help="The config the bundle was built with, to build the reference (default: the YAML beside the .pth)."),)
