@@ -1,37 +1,95 @@
-"""Writing engine bundles (and cache entries) atomically.
+"""Writing engine bundles (and cache entries) atomically, safely, one writer at a time.
 
-Everything is written into a hidden sibling folder that is renamed into place only when
-complete, with the manifest written last; an interrupted build leaves only a hidden ``.tmp``
-folder without a manifest, which the next build of the same bundle removes.
+Everything is written into a hidden sibling folder that is renamed into place only when complete,
+with the manifest written last; an interrupted build leaves only a hidden ``.tmp`` folder without a
+manifest, which the next writer of the same folder removes. Writers of one folder take turns under
+a lock (a file per folder in the temp directory), so two builds at once never pull each other's
+files away. Only a bundle folder (or an empty one) is ever replaced: a build never deletes a user's
+folder, file or working directory.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import shutil
+import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sr_runtime.manifest import MANIFEST_NAME, Manifest
+from sr_runtime.errors import SRError
+from sr_runtime.manifest import BUNDLE_FORMAT, MANIFEST_NAME, Manifest
 
 TMP_MARK = ".tmp-"
+# The FICLONE ioctl (linux/fs.h): a copy-on-write clone where the file system has them (btrfs, xfs).
+FICLONE = 0x40049409
+
+
+def _lock_dir() -> Path:
+    folder = Path(tempfile.gettempdir()) / f"sr-export-locks-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Held while ``folder`` is written; blocks while another process writes it."""
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
+    with open(_lock_dir() / f"{key}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def is_bundle(folder: Path) -> bool:
+    try:
+        return json.loads((folder / MANIFEST_NAME).read_text()).get("format") == BUNDLE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def bundle_target_problem(final: Path) -> str | None:
+    """Why ``final`` must not become (or be replaced by) a bundle folder, or None."""
+    resolved = final.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == Path.home().resolve():
+        return f"{final} is the working directory, one of its parents or the home folder; give a new folder"
+    if final.is_symlink():
+        return f"{final} is a symbolic link; give the folder itself"
+    if not final.exists():
+        return None
+    if not final.is_dir():
+        return f"{final} is an existing file; a bundle is a folder, and only a bundle folder is ever replaced"
+    if any(final.iterdir()) and not is_bundle(final):
+        return f"{final} is a folder that is not an sr-export bundle; only a bundle folder (or an empty one) is replaced"
+    return None
+
+
+def check_bundle_target(final: Path) -> None:
+    if problem := bundle_target_problem(final):
+        raise SRError(problem)
 
 
 def remove_stale_partials(final: Path) -> None:
+    """Scratch folders of writers that were killed; only called under ``final``'s lock."""
     for stale in final.parent.glob(f".{final.name}{TMP_MARK}*"):
         shutil.rmtree(stale, ignore_errors=True)
 
 
 @contextmanager
-def atomic_folder(final: Path):
-    """Yields a scratch folder; on normal exit it replaces ``final``, on error it is deleted."""
+def atomic_folder_locked(final: Path, replaceable: Callable[[Path], str | None] | None = None) -> Iterator[Path]:
+    """``atomic_folder`` for a caller that already holds ``folder_lock(final)``."""
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(final)
     tmp = final.parent / f".{final.name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
+        if (final.exists() or final.is_symlink()) and replaceable and (problem := replaceable(final)):
+            raise SRError(problem)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -42,6 +100,15 @@ def atomic_folder(final: Path):
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def atomic_folder(final: Path, replaceable: Callable[[Path], str | None] | None = None) -> Iterator[Path]:
+    """Yields a scratch folder; on normal exit it replaces ``final`` (if ``replaceable(final)`` finds
+    no problem with that), on error it is deleted."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(final), atomic_folder_locked(final, replaceable) as tmp:
+        yield tmp
+
+
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     """Written last, and atomically, so a manifest means every file it names is already there."""
     tmp = folder / f"{MANIFEST_NAME}.partial"
@@ -49,9 +116,14 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
     os.replace(tmp, folder / MANIFEST_NAME)
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard link when possible: engines are large and the cached ONNX never changes in place."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+def copy_file(src: Path, dst: Path) -> None:
+    """A copy of ``src`` that shares nothing writable with it: a reflink where the file system clones
+    (instant, copy-on-write), else a plain copy. Never a hard link: editing a bundle file must not
+    change the cache it came from."""
+    with open(src, "rb") as source, open(dst, "wb") as target:
+        try:
+            fcntl.ioctl(target.fileno(), FICLONE, source.fileno())
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)

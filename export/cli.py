@@ -17,9 +17,9 @@ from . import __version__
 from .builders.backends import AUTO, BACKENDS, CHOICES
 from .cli_families import GroupedCommand, backend_groups, family_groups, flags, options_for
 from .families import FAMILIES, all_models, family_for_model, family_named
+from .families.base import ImageRunner
 
 DEMO_WARNING = "WARNING: {} is a DEMO bundle (random weights): its outputs are NOT meaningful"
-OUTPUT_SUFFIXES = (".png", ".npy")
 PRECISIONS = [p.value for p in Precision]
 
 
@@ -48,43 +48,6 @@ def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
-def plan_outputs(inputs: tuple[str, ...], images: list[Path], output: Path) -> list[Path]:
-    """One input file -> OUTPUT is that file (by suffix); otherwise OUTPUT is a folder of <stem>.png."""
-    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
-    if single_file and output.suffix.lower() in OUTPUT_SUFFIXES:
-        return [output]
-    if single_file and output.suffix and not output.is_dir():
-        raise SRError(f"output {output} must end in .png or .npy (or be a folder)")
-    targets = [output / f"{image.stem}.png" for image in images]
-    seen: dict[Path, Path] = {}
-    for image, target in zip(images, targets, strict=True):
-        if target in seen:
-            raise SRError(f"{seen[target].name} and {image.name} would both be written to {target}")
-        seen[target] = image
-    return targets
-
-
-def upscale_files(upscale_one, images: list[Path], targets: list[Path]) -> None:
-    """Reads, upscales and writes each image; ``upscale_one(pixels, on_tiles_done)`` does the work."""
-    from tqdm import tqdm
-
-    from sr_runtime.images import read_image, write_image
-
-    for image, target in tqdm(list(zip(images, targets, strict=True)), desc="images", unit="img",
-                              disable=len(images) < 2, file=sys.stderr):
-        loaded = read_image(image)
-        h, w = loaded.pixels.shape[:2]
-        with tqdm(desc=f"{image.name} {w}x{h}", unit="tile", leave=False, file=sys.stderr) as bar:
-
-            def on_tiles_done(done: int, total: int, bar=bar) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            result = upscale_one(loaded.pixels, on_tiles_done)
-        write_image(target, result, bit_depth=loaded.bit_depth)
-        click.echo(f"wrote {target} ({result.shape[1]}x{result.shape[0]})", err=True)
-
-
 RUN_GROUPS = family_groups("run_options")
 REFERENCE_GROUPS = family_groups("reference_options", "{title} reference options (--backend torch --model {models})",
                                  "{title} reference (--backend torch)")
@@ -93,51 +56,67 @@ REFERENCE_GROUPS = family_groups("reference_options", "{title} reference options
 @main.command(cls=GroupedCommand, option_groups=[*RUN_GROUPS, *REFERENCE_GROUPS])
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output file (.png/.npy) for one input, else a folder.")
+              help="Output file (.png/.npy) for one input, else a folder; never an input or an input folder.")
 @click.option("-e", "--engine", "bundle", type=click.Path(path_type=Path),
               help="Engine bundle folder from `sr-export build` (the thin runtime).")
 @click.option("--backend", type=click.Choice(["torch"]), default=None,
               help="torch: run the PyTorch reference instead of a bundle.")
 @click.option("--model", type=click.Choice(all_models()), default=None,
               help="With --backend torch: which model (default invsr); a bundle knows its own.")
-def upscale(inputs, output, bundle, backend, model, **options) -> None:
-    """Upscale images x4 (INPUT: image files and/or folders)."""
+@click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="GiB of memory one image may take; larger images are refused before they start "
+                   "(default: 80% of the memory available when the run starts).")
+@click.option("--no-verify", is_flag=True,
+              help="With -e: skip checking every bundle file's sha256 when the bundle opens (a damaged bundle then runs).")
+def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, **options) -> None:
+    """Upscale images x4 (INPUT: image files and/or folders). Every image is tried; failures are listed
+    and make the exit status 1."""
     from sr_runtime.images import collect_inputs
+    from sr_runtime.resources import memory_limit
+
+    from .cli_upscale import finish, plan_outputs, upscale_files
 
     ctx = click.get_current_context()
-    images = collect_inputs(inputs)
-    targets = plan_outputs(inputs, images, output)
+    found = collect_inputs(inputs)
+    targets = plan_outputs(inputs, found, output)
     if bundle is not None and backend is not None:
         raise SRError("give either -e BUNDLE (engines) or --backend torch (reference), not both")
-    groups = [*RUN_GROUPS, *REFERENCE_GROUPS]
+    if bundle is None and no_verify:
+        raise SRError("--no-verify goes with -e BUNDLE")
     if bundle is not None:
-        from sr_runtime.manifest import read_manifest
-        from sr_runtime.version import TOOL_VERSION
+        runner = _bundle_runner(ctx, bundle, model, verify=not no_verify)
+    else:
+        runner = _reference_runner(ctx, backend, model)
+    finish(upscale_files(runner, found, targets, memory_limit(max_memory)), len(found.images))
 
-        if model is not None:
-            raise SRError("--model goes with --backend torch; a bundle knows its own model")
-        family = family_named(read_manifest(bundle, TOOL_VERSION).pipeline.family)
-        run = options_for(ctx, [g for g in RUN_GROUPS if g.owner == family.name], groups,
-                          f"this {family.title} bundle takes {flags(family.run_options)}")
-        upscaler = _open_bundle(bundle)
-        upscale_files(lambda pixels, progress: upscaler.upscale(pixels, progress, **run), images, targets)
-        return
+
+def _bundle_runner(ctx: click.Context, bundle: Path, model: str | None, verify: bool) -> ImageRunner:
+    from sr_runtime.manifest import read_manifest
+    from sr_runtime.pipeline import Upscaler
+    from sr_runtime.version import TOOL_VERSION
+
+    if model is not None:
+        raise SRError("--model goes with --backend torch; a bundle knows its own model")
+    family = family_named(read_manifest(bundle, TOOL_VERSION).pipeline.family)
+    run = options_for(ctx, [g for g in RUN_GROUPS if g.owner == family.name], [*RUN_GROUPS, *REFERENCE_GROUPS],
+                      f"this {family.title} bundle takes {flags(family.run_options)}")
+    upscaler = Upscaler.from_bundle(bundle, verify=verify)
+    m = upscaler.manifest
+    _echo(f"bundle {bundle}: {m.pipeline.family} {m.backend} {m.precision.value}, tile {m.pipeline.tile}"
+          + ("" if verify else ", files not verified"))  # a demo bundle is announced by the runtime's own warning
+    return ImageRunner(lambda pixels, progress: upscaler.upscale(pixels, progress, **run),
+                       lambda height, width: upscaler.cost(height, width, **run))
+
+
+def _reference_runner(ctx: click.Context, backend: str | None, model: str | None) -> ImageRunner:
     if backend is None:
         raise SRError("nothing to run: pass -e BUNDLE (see `sr-export build`) or --backend torch")
     model = model or "invsr"
     family = family_for_model(model)
+    groups = [*RUN_GROUPS, *REFERENCE_GROUPS]
     own = [g for g in groups if g.owner == family.name]
     chosen = options_for(ctx, own, groups, f"--model {model} takes {flags(o for g in own for o in g.options)}")
-    upscale_files(family.reference(model, chosen, report=_echo), images, targets)
-
-
-def _open_bundle(bundle: Path):
-    from sr_runtime.pipeline import Upscaler
-
-    upscaler = Upscaler.from_bundle(bundle)
-    m = upscaler.manifest
-    _echo(f"bundle {bundle}: {m.pipeline.family} {m.backend} {m.precision.value}, tile {m.pipeline.tile}")
-    return upscaler  # a demo bundle is announced by the runtime's own warning
+    return family.reference(model, chosen, report=_echo)
 
 
 BUILD_GROUPS = family_groups("build_options")
@@ -154,7 +133,8 @@ BACKEND_GROUPS = backend_groups()
 @click.option("--tile", type=int, default=128, show_default=True, help="LR tile size the engines are built for.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Tiles per engine call (max batch of the engines).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Bundle folder (default engines/<model>[-s<N>]-<backend>-<precision>).")
+              help="Bundle folder (default engines/<model>[-s<N>]-<backend>-<precision>); only a bundle folder "
+                   "(or an empty one) is ever replaced.")
 def build(model, backend, precision, tile, batch, output, **options):
     """Export a model to ONNX and build an engine bundle.
 
@@ -163,6 +143,7 @@ def build(model, backend, precision, tile, batch, output, **options):
     """
     from .builders.backends import select_backend
     from .builders.bundle_builder import BuildOptions, build_bundle
+    from .bundle import check_bundle_target
 
     ctx = click.get_current_context()
     family = family_for_model(model)
@@ -171,6 +152,8 @@ def build(model, backend, precision, tile, batch, output, **options):
     engine = options_for(ctx, [g for g in BACKEND_GROUPS if backend in (AUTO, g.owner)], BACKEND_GROUPS,
                          f"--backend {backend} builds no {' / '.join(g.title for g in BACKEND_GROUPS)} engines")
     family.check_build(model, chosen, tile)  # before any heavy work
+    if output is not None:
+        check_bundle_target(output)
     select_backend(backend)  # fails at once when the asked-for backend is unusable here
     source = family.source(model, chosen, report=_echo)
     opts = BuildOptions(backend=backend, precision=Precision(precision) if precision else None, tile=tile,

@@ -28,7 +28,7 @@ DTYPE = click.Option(["--dtype"], type=click.Choice([p.value for p in Precision]
 REFERENCE_TILE = click.Option(["--tile"], type=int, default=128, show_default=True, help="LR tile size (chopping size).")
 REFERENCE_BATCH = click.Option(["--batch"], type=int, default=8, show_default=True, help="Tiles per network call.")
 # Per image
-SEED = click.Option(["--seed"], type=int, default=None,
+SEED = click.Option(["--seed"], type=click.IntRange(0, 2**63 - 1), default=None,
                     help="Seed of the sampling noise (default: the model's own; InvSR: none, the posterior means).")
 COLOR_FIX = click.Option(["--color-fix"], type=click.Choice(list(COLOR_FIX_METHODS)), default=None,
                          help="Take the colours from the LR image (the official --color_fix).")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SRError
+from .resources import ImageCost
 from .tiling import axis_starts, check_rgb_image, require_positive_int
 
 # (n, 3, h, w) float32 LR tiles -> (n, 3, scale*h, scale*w) SR tiles, any float dtype.
@@ -107,6 +108,15 @@ class TileStitcher:
         return self._image
 
 
+# Host bytes per SR pixel at the loop's peak (tracemalloc): the float32 result, its HWC copy, the write mask.
+BYTES_PER_SR_PIXEL = 28
+
+
+def crop_cost(height: int, width: int, tile: int, overlap: int, scale: int = 4) -> ImageCost:
+    plan = plan_crop_tiles(height, width, tile, overlap, scale)
+    return ImageCost(BYTES_PER_SR_PIXEL * scale * height * scale * width, len(plan.starts))
+
+
 def upscale_tiled(
     image: np.ndarray,
     run_tiles: TileRunner,
@@ -127,4 +137,5 @@ def upscale_tiled(
         done += len(starts)
         if on_tiles_done is not None:
             on_tiles_done(done, total)
-    return np.clip(stitcher.result(), 0.0, 1.0).transpose(1, 2, 0).copy()
+    sr = stitcher.result()
+    return np.ascontiguousarray(np.clip(sr, 0.0, 1.0, out=sr).transpose(1, 2, 0))

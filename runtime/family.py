@@ -11,6 +11,7 @@ in its own folder under ``sr_runtime.families`` and subclasses ``Family``:
 - ``__init__``: load the bundle's extra files (the graphs' I/O is checked here);
 - ``plan(batch, height, width)``: the engine calls of one tile batch;
 - ``upscale(image, chain, options, on_tiles_done)``: the image-level loop (padding, tiles, stitching);
+- ``cost(height, width, options)``: its memory and tiles for an image, before it starts;
 - ``describe()``: its lines of ``sr-export inspect``;
 
 then it is listed in ``sr_runtime.families.FAMILIES``.
@@ -30,6 +31,7 @@ from .backends.base import REBUILD_HINT, ChainPlan, TileChain
 from .errors import SRError
 from .graph_io import GraphIO
 from .manifest import Manifest
+from .resources import ImageCost
 
 # (tiles done, total tiles) after each tile batch, for progress bars.
 TileProgress = Callable[[int, int], None]
@@ -48,6 +50,7 @@ class Family(ABC):
     options_type: ClassVar[type] = NoOptions
     graphs: ClassVar[tuple[GraphIO, ...]]
     feeds: ClassVar[tuple[str, ...]]
+    files: ClassVar[tuple[str, ...]] = ()  # other bundle files it reads: each must be in the manifest (hashed)
 
     def __init__(self, bundle: Path, manifest: Manifest):
         self.bundle = Path(bundle)
@@ -56,6 +59,9 @@ class Family(ABC):
         if manifest.pipeline.scale != self.scale:
             raise SRError(f"the bundle is a x{manifest.pipeline.scale} {self.title}; this runtime runs x{self.scale}")
         check_graph_io(manifest, self.graphs)
+        recorded = {record.file for record in manifest.files}
+        if missing := [name for name in self.files if name not in recorded]:
+            raise SRError(f"the bundle's manifest does not record {', '.join(missing)}; {REBUILD_HINT}")
 
     def options(self, **given: Any) -> Any:
         """The typed per-image options; an option this family does not have is refused, never ignored."""
@@ -78,6 +84,10 @@ class Family(ABC):
     @abstractmethod
     def upscale(self, image: np.ndarray, chain: TileChain, options: Any, on_tiles_done: TileProgress | None) -> np.ndarray:
         """``image`` (H,W,3) float32 in [0,1] -> (scale*H, scale*W, 3) float32 in [0,1]."""
+
+    @abstractmethod
+    def cost(self, height: int, width: int, options: Any) -> ImageCost:
+        """What upscaling a ``height`` x ``width`` image costs (``sr_runtime.resources``), before it starts."""
 
     @abstractmethod
     def describe(self) -> list[str]:

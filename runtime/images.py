@@ -168,16 +168,27 @@ def read_image(path: str | Path) -> LoadedImage:
     return LoadedImage(pixels=pixels, bit_depth=bit_depth, path=path)
 
 
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header, without decoding it; None when it cannot be read (reading
+    the image then says why)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # any decoder failure: read_image reports it properly
+        return None
+
+
 # ---- writing ----
 
 
 def _quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
-    if bit_depth == 8:
-        # float32 product then round half to even, like skimage.img_as_ubyte in the official writer.
-        scaled = pixels.astype(np.float32) * np.float32(255)
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    scaled = pixels.astype(np.float64) * 65535.0
-    return np.clip(np.rint(scaled), 0, 65535).astype(np.uint16)
+    # 8-bit: float32 product then round half to even, like skimage.img_as_ubyte in the official writer.
+    # One scaled copy, rounded and clipped in place: a large image is not held four times over.
+    dtype, peak = (np.float32, 255) if bit_depth == 8 else (np.float64, 65535)
+    scaled = np.multiply(pixels, dtype(peak), dtype=dtype)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, peak, out=scaled)
+    return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
 def _png8_writer(pixels: np.ndarray) -> Callable[[BinaryIO], None]:
@@ -252,13 +263,22 @@ def _images_in_folder(folder: Path) -> list[Path]:
     )
 
 
-def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+@dataclass(frozen=True)
+class Inputs:
+    images: list[Path]  # the image files to upscale, in order
+    skipped: list[Path]  # files in the input folders that are not images
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> Inputs:
     """Image files from files and/or folders (a folder's images, non-recursive, sorted by name)."""
     found: list[Path] = []
+    skipped: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found.extend(_images_in_folder(path))
+            skipped.extend(sorted(entry for entry in path.iterdir() if entry.is_file() and not entry.name.startswith(".")
+                                  and entry.suffix.lower() not in IMAGE_SUFFIXES))
         elif path.is_file():
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 raise _fail(path, f"not a supported image type (use one of {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -269,4 +289,4 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         names = ", ".join(str(item) for item in inputs) or "(no inputs given)"
         raise SRError(f"no image files found in {names}")
     # The same file given twice would be upscaled twice into the same output.
-    return list(dict.fromkeys(found))
+    return Inputs(list(dict.fromkeys(found)), skipped)

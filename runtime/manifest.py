@@ -97,6 +97,7 @@ class Manifest:
     section: Any  # the family's record (its section_type), parsed by read_manifest
     graphs: dict[str, GraphInfo]
     checkpoints: dict[str, CheckpointRecord]
+    files: list[FileRecord] = field(default_factory=list)  # the family's other files (prompt_embeds.npy)
     target: TargetInfo | None = None  # TensorRT only
     created: str = ""
     # Why the engines are fp32 although fp16 was asked for (fp16 overflowed on the sample input); None otherwise.
@@ -106,6 +107,11 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(record_dict(self), indent=2)
+
+    def all_files(self) -> list[tuple[str, FileRecord]]:
+        """(what it is, record) of every file the runtime reads."""
+        return [(f"graph {name}", r) for name, g in self.graphs.items() for r in g.files()] + [
+            ("the family", r) for r in self.files]
 
 
 def parse_manifest(data: dict) -> Manifest:
@@ -142,13 +148,12 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
         raise SRError(f"{path} is malformed ({err}); rebuild the bundle") from err
     if problem := manifest.pipeline.problem() or manifest.section.problem(manifest.pipeline) or _tensor_problem(manifest):
         raise SRError(f"{path} is malformed ({problem}); rebuild the bundle")
-    for name, graph in manifest.graphs.items():
-        for record in graph.files():
-            if Path(record.file).name != record.file:  # a manifest must not reach outside its bundle
-                raise SRError(f"{path}: graph {name} names {record.file!r}, which is not a file in the bundle")
-            file = Path(bundle) / record.file
-            if not file.is_file() or file.stat().st_size != record.size:
-                raise SRError(f"bundle {bundle}: {record.file} of graph {name} is missing or truncated; rebuild it")
+    for owner, record in manifest.all_files():
+        if Path(record.file).name != record.file:  # a manifest must not reach outside its bundle
+            raise SRError(f"{path}: {owner} names {record.file!r}, which is not a file in the bundle")
+        file = Path(bundle) / record.file
+        if not file.is_file() or file.stat().st_size != record.size:
+            raise SRError(f"bundle {bundle}: {record.file} of {owner} is missing or truncated; rebuild it")
     return manifest
 
 

@@ -16,10 +16,12 @@ import numpy as np
 
 from .backends import backend_for
 from .backends.base import EngineSession, RuntimeOptions, TileChain
+from .bundle_check import check_files
 from .errors import SRError
 from .families import family_class
 from .family import Family, TileProgress
 from .manifest import Manifest, read_manifest
+from .resources import ImageCost
 from .version import TOOL_VERSION
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,14 @@ class Upscaler:
 
     @classmethod
     def from_bundle(
-        cls, path: str | Path, backend: str | None = None, options: RuntimeOptions | None = None
+        cls, path: str | Path, backend: str | None = None, options: RuntimeOptions | None = None, verify: bool = True
     ) -> Upscaler:
-        """Opens a bundle; ``backend`` defaults to the one it was built for (anything else is refused)."""
+        """Opens a bundle; ``backend`` defaults to the one it was built for (anything else is refused).
+        ``verify``: check every file's sha256 first, so a damaged bundle is refused before it runs."""
         bundle = Path(path)
         manifest = read_manifest(bundle, TOOL_VERSION)
+        if verify:
+            check_files(bundle, manifest)
         engine_backend = backend_for(backend or manifest.backend, options)
         engine_backend.check(manifest)
         family = open_family(bundle, manifest)
@@ -69,6 +74,10 @@ class Upscaler:
         if len(arrays) != len(feeds):
             raise SRError(f"a {self._family.name} bundle takes {', '.join(feeds)} per tile batch, got {len(arrays)} arrays")
         return np.asarray(self._chain(dict(zip(feeds, arrays, strict=True))), dtype=np.float32)
+
+    def cost(self, height: int, width: int, **options: Any) -> ImageCost:
+        """Memory and tiles an image of ``height`` x ``width`` will take, with the same ``options``."""
+        return self._family.cost(height, width, self._family.options(**options))
 
     def upscale(self, image: np.ndarray, on_tiles_done: TileProgress | None = None, **options: Any) -> np.ndarray:
         """``image`` (H,W,3) float32 in [0,1] -> (scale*H, scale*W, 3) float32 in [0,1]. ``options`` are

@@ -10,7 +10,8 @@ pixels the PyTorch pipeline would:
    here that is the single tile at (0, 0));
 3. tiles of ``tile`` LR pixels with stride ``tile // 2``, the last start of an axis moved back so the
    tile ends on the border; row-major over (y, x);
-4. SR tiles are blended with a separable Gaussian weight (float64), then the padding is cropped.
+4. SR tiles are blended with a separable Gaussian weight (float64, one band of rows at a time), then
+   the padding is cropped.
 """
 
 from __future__ import annotations
@@ -165,19 +166,44 @@ def gaussian_weights_1d(size: int) -> np.ndarray:
 
 
 class TileBlender:
-    """Accumulates weighted SR tiles in float64 and returns their weighted mean (official update/gather)."""
+    """The official update/gather: SR tiles weighted by a Gaussian, summed in float64, divided by the
+    summed weights. Tiles come in row-major order, so rows above the current tile row get no more tiles:
+    they are divided and stored as float32 at once, and only a band of rows (one tile row and its
+    overlap) is ever held in float64, not the whole image."""
 
     def __init__(self, plan: TilePlan, channels: int = 3):
         require_positive_int("channels", channels)
         self.plan = plan
         self.channels = channels
         self.sr_tile = plan.scale * plan.tile
-        out_shape = (plan.scale * plan.padded_height, plan.scale * plan.padded_width)
-        self._weighted_sum = np.zeros((channels, *out_shape), dtype=np.float64)
+        width = plan.scale * plan.padded_width
+        self._out = np.empty((channels, plan.scale * plan.padded_height, width), dtype=np.float32)
+        self._top = 0  # SR row of the band's first row; rows above it are in _out
+        self._sum = np.zeros((channels, 0, width), dtype=np.float64)
         # The official keeps one weight map per channel; they are identical, so one is enough.
-        self._weight_sum = np.zeros(out_shape, dtype=np.float64)
+        self._weights = np.zeros((0, width), dtype=np.float64)
         gauss = gaussian_weights_1d(self.sr_tile)
         self._weight = np.outer(gauss, gauss)
+
+    def _grow(self, bottom: int) -> None:
+        missing = bottom - self._top - self._weights.shape[0]
+        if missing > 0:
+            width = self._weights.shape[1]
+            self._sum = np.concatenate([self._sum, np.zeros((self.channels, missing, width))], axis=1)
+            self._weights = np.concatenate([self._weights, np.zeros((missing, width))])
+
+    def _finish(self, bottom: int) -> None:
+        """Divides rows up to ``bottom`` (SR rows) and drops them from the band."""
+        rows = bottom - self._top
+        if rows <= 0:
+            return
+        self._grow(bottom)
+        uncovered = int(np.count_nonzero(self._weights[:rows] == 0))
+        if uncovered:
+            raise SRError(f"{uncovered} output pixels are not covered by any tile (were all tiles added?)")
+        self._out[:, self._top:bottom] = self._sum[:, :rows] / self._weights[:rows]
+        self._sum, self._weights = self._sum[:, rows:], self._weights[rows:]
+        self._top = bottom
 
     def add(self, sr_tiles: np.ndarray, starts: list[tuple[int, int]]) -> None:
         """``sr_tiles`` (n, C, scale*tile, scale*tile) for the LR tile origins ``starts``."""
@@ -189,17 +215,19 @@ class TileBlender:
             if not (0 <= y <= self.plan.padded_height - self.plan.tile
                     and 0 <= x <= self.plan.padded_width - self.plan.tile):
                 raise SRError(f"tile start {(y, x)} lies outside the padded image")
-            rows = slice(scale * y, scale * y + size)
+            if scale * y < self._top:
+                raise SRError(f"tile start {(y, x)} comes after a later tile row (tiles are blended in row-major order)")
+            self._finish(scale * y)
+            self._grow(scale * y + size)
+            rows = slice(scale * y - self._top, scale * y - self._top + size)
             cols = slice(scale * x, scale * x + size)
-            self._weighted_sum[:, rows, cols] += tile.astype(np.float64) * self._weight
-            self._weight_sum[rows, cols] += self._weight
+            self._sum[:, rows, cols] += tile.astype(np.float64) * self._weight
+            self._weights[rows, cols] += self._weight
 
     def result(self) -> np.ndarray:
-        """(C, scale*padded_height, scale*padded_width) float64: sum(W*y) / sum(W)."""
-        uncovered = int(np.count_nonzero(self._weight_sum == 0))
-        if uncovered:
-            raise SRError(f"{uncovered} output pixels are not covered by any tile (were all tiles added?)")
-        return self._weighted_sum / self._weight_sum
+        """(C, scale*padded_height, scale*padded_width) float32: sum(W*y) / sum(W), rounded once."""
+        self._finish(self._out.shape[1])
+        return self._out
 
 
 def crop_output(sr: np.ndarray, plan: TilePlan) -> np.ndarray:

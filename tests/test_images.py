@@ -318,8 +318,10 @@ def test_collect_inputs_from_folder_and_files(tmp_path):
         (folder / name).write_bytes(b"x")
     single = tmp_path / "single.tiff"
     single.write_bytes(b"x")
-    assert collect_inputs([folder]) == [folder / "a.JPG", folder / "b.png", folder / "c.webp"]
-    assert collect_inputs([str(single), folder, folder / "b.png"]) == [
+    found = collect_inputs([folder])
+    assert found.images == [folder / "a.JPG", folder / "b.png", folder / "c.webp"]
+    assert found.skipped == [folder / "notes.txt"]  # reported, not silently ignored
+    assert collect_inputs([str(single), folder, folder / "b.png"]).images == [
         single, folder / "a.JPG", folder / "b.png", folder / "c.webp"
     ]
 

@@ -12,7 +12,7 @@ from sr_runtime.manifest import FileRecord, GraphInfo, Manifest, TensorInfo
 from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION
 
-from ..bundle import atomic_folder, write_manifest
+from ..bundle import atomic_folder, bundle_target_problem, check_bundle_target, write_manifest
 from ..families.base import FamilySource
 from ..graph_spec import GraphSpec
 from ..onnx_export import OPSET
@@ -70,6 +70,8 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
     precision = opts.precision or backend.default_precision
     if opts.batch < 1:
         raise SRError(f"--batch must be at least 1, got {opts.batch}")
+    if opts.output is not None:
+        check_bundle_target(opts.output)  # before any work; checked again when the bundle is swapped in
     plan = source.plan_build(opts.tile, opts.batch, report)
     report(f"backend {backend}, precision {precision.value}, tile {opts.tile}, batch {opts.batch}, {plan.summary}")
     exported = backend.onnx_precision(precision, opts.strongly_typed)
@@ -79,14 +81,16 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
     final = opts.output or default_bundle_path(plan.stem, backend.name, precision)
     settings = EngineSettings(precision, final.parent, opts.strongly_typed, opts.opt_level, opts.workspace_gib)
     builder = backend.builder(settings, report)
-    with atomic_folder(final) as tmp:
+    if final.exists():
+        report(f"replacing the bundle {final}")
+    with atomic_folder(final, bundle_target_problem) as tmp:
         graphs = {}
         for spec in plan.graphs:
             report(f"building the {backend} engine for {spec.name}")
             profile = plan.profile(spec, opts.batch)
             built = builder.build(onnx_dir / f"{spec.name}.onnx", tmp, spec, profile)
             graphs[spec.name] = _graph_info(spec, built, precision, profile)
-        plan.write_files(tmp)
+        files = [_record(f) for f in plan.write_files(tmp)]
         write_manifest(
             tmp,
             Manifest(
@@ -98,6 +102,7 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
                 pipeline=plan.pipeline,
                 section=plan.section,
                 graphs=graphs,
+                files=files,
                 checkpoints=source.checkpoints,
                 target=builder.target,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..bundle import link_or_copy
+from ..bundle import copy_file
 from ..graph_spec import GraphSpec
 from .backends import BuiltEngine, EngineBuilder
 
@@ -15,6 +15,6 @@ class OnnxCopier(EngineBuilder):
         files = []
         for src in (onnx_file, onnx_file.with_name(onnx_file.name + ".data")):
             if src.exists():
-                link_or_copy(src, folder / src.name)
+                copy_file(src, folder / src.name)
                 files.append(folder / src.name)
         return BuiltEngine(files)

@@ -33,17 +33,24 @@ from sr_runtime.errors import SRError
 from sr_runtime.family import TileProgress
 from sr_runtime.graph_io import Dims
 from sr_runtime.manifest import CheckpointRecord, Manifest, PipelineInfo
+from sr_runtime.resources import ImageCost
 
 from ..graph_spec import GraphSpec
 from ..reporting import Report
 
-# An image (H,W,3) float32 in [0,1] and a progress callback -> the SR image: the PyTorch reference.
-ImageRunner = Callable[[np.ndarray, TileProgress | None], np.ndarray]
 Options = Mapping[str, Any]  # option name (click's parameter name) -> value
 
 
-def _no_files(folder: Path) -> None:
-    pass
+@dataclass(frozen=True)
+class ImageRunner:
+    """How the CLI upscales one image, with a bundle or a PyTorch reference."""
+
+    run: Callable[[np.ndarray, TileProgress | None], np.ndarray]  # (H,W,3) in [0,1] -> the SR image
+    cost: Callable[[int, int], ImageCost]  # (height, width) -> its memory and tiles, before it starts
+
+
+def _no_files(folder: Path) -> list[Path]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,8 @@ class BuildPlan:
     section: Any  # the family's manifest section (its runtime family's section_type)
     stem: str  # the default bundle folder is engines/<stem>-<backend>-<precision>
     summary: str  # the family's part of the build's first report line
-    write_files: Callable[[Path], None] = _no_files  # extra bundle files (InvSR: the prompt embeddings)
+    # Writes the family's extra bundle files (InvSR: the prompt embeddings) and returns their paths.
+    write_files: Callable[[Path], list[Path]] = _no_files
     # Check fp16 graphs on their sample inputs and export fp32 instead when the output overflows.
     fp16_fallback: bool = False
     min_dims: Dims | None = None  # the smallest shapes the engines take (default: one full tile)

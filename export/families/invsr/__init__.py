@@ -14,8 +14,9 @@ from ... import cli_options as shared
 from ...reporting import Report
 from ..base import ExportFamily, ImageRunner, Options
 
-STEPS = click.Option(["--steps"], type=int, default=1, show_default=True,
-                     help="Sampling steps (1-5 take the official timesteps; more need --timesteps).")
+STEPS = click.Option(["--steps"], type=int, default=None,
+                     help="Sampling steps (default: as many as --timesteps gives, else 1); 1-5 take the official "
+                          "timesteps, more need --timesteps.")
 TIMESTEPS = click.Option(["--timesteps"], multiple=True,
                          help="Descending timesteps, e.g. '200,100' (default: the official set).")
 NOISE_PREDICTOR = shared.path_option("--noise-predictor", help="noise_predictor_sd_turbo_v5.pth")
@@ -27,7 +28,9 @@ CHECKPOINTS = (shared.SD_TURBO, NOISE_PREDICTOR, NOISE_PREDICTOR_CONFIG)
 def _cli_timesteps(options: Options) -> tuple[int, ...]:
     from .schedule import parse_timesteps, resolve_timesteps
 
-    return resolve_timesteps(options["steps"], parse_timesteps(options["timesteps"]))
+    timesteps = parse_timesteps(options["timesteps"])
+    steps = options["steps"] if options["steps"] is not None else len(timesteps or (1,))
+    return resolve_timesteps(steps, timesteps)
 
 
 class InvSRExport(ExportFamily):
@@ -56,7 +59,7 @@ class InvSRExport(ExportFamily):
                               _cli_timesteps(options), report=report)
 
     def reference(self, model: str, options: Options, report: Report) -> ImageRunner:
-        from sr_runtime.families.invsr.image_loop import UpscaleSettings
+        from sr_runtime.families.invsr.image_loop import UpscaleSettings, image_cost
         from sr_runtime.precision import Precision
 
         from ...devices import check_torch_device
@@ -74,7 +77,9 @@ class InvSRExport(ExportFamily):
         report(f"timesteps {list(schedule.cli_timesteps)}, sigmas {[round(s, 6) for s in schedule.sigmas]}")
         reference = InvSRReference(source.components, schedule, device=options["device"],
                                    dtype=TORCH_DTYPES[Precision(options["dtype"])])
-        return lambda image, progress: reference.upscale(image, settings, progress)
+        geometry = source.components.geometry
+        return ImageRunner(lambda image, progress: reference.upscale(image, settings, progress),
+                           lambda height, width: image_cost(height, width, settings.tile, geometry, settings.color_fix))
 
     def reference_source(self, manifest: Manifest, options: Options, report: Report):
         from .source import resolve_source

@@ -76,8 +76,13 @@ class InvSRSource(FamilySource):
             section=section,
             stem=f"{self.name}-s{schedule.steps}",
             summary=f"timesteps {list(schedule.cli_timesteps)}",
-            write_files=lambda folder: np.save(folder / PROMPT_EMBEDS_NAME, embeds),
+            write_files=lambda folder: _save(folder / PROMPT_EMBEDS_NAME, embeds),
         )
+
+
+def _save(path: Path, array: np.ndarray) -> list[Path]:
+    np.save(path, array)
+    return [path]
 
 
 def demo_checkpoints() -> tuple[Path, Path]:

@@ -50,7 +50,7 @@ class RRDBNetExport(ExportFamily):
         check_torch_device(options["device"])
         source = resolve_rrdbnet_source(model, options["checkpoint"], allow_demo=False, report=report)
         reference = RRDBNetReference(source.components, options["device"], TORCH_DTYPES[Precision(options["dtype"])])
-        return reference.upscale
+        return ImageRunner(reference.upscale, reference.cost)
 
     def reference_source(self, manifest: Manifest, options: Options, report: Report):
         from .source import resolve_rrdbnet_source

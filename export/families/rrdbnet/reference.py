@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sr_runtime.crop_tiling import BYTES_PER_SR_PIXEL
+from sr_runtime.families.rrdbnet.graphs import SCALE
 from sr_runtime.family import TileProgress
+from sr_runtime.resources import ImageCost
 from sr_runtime.tiling import check_rgb_image
 
 from .model import RRDBNet
@@ -17,6 +20,12 @@ class RRDBNetReference:
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = model.to(self.device, dtype).eval()
+
+    def cost(self, height: int, width: int) -> ImageCost:
+        """The image buffers, and about two feature maps of the network at the output resolution (the
+        upsampling convs' inputs and outputs): a whole-image run holds far more than a tiled one."""
+        feature_bytes = 2 * self.model.config.num_feat * torch.finfo(self.dtype).bits // 8
+        return ImageCost((BYTES_PER_SR_PIXEL + feature_bytes) * SCALE * height * SCALE * width, 1)
 
     @torch.inference_mode()
     def upscale(self, image: np.ndarray, on_tiles_done: TileProgress | None = None) -> np.ndarray:

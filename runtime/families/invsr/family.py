@@ -11,9 +11,10 @@ from ...backends.base import REBUILD_HINT, ChainPlan, TileChain
 from ...errors import SRError
 from ...family import Family, TileProgress
 from ...manifest import Manifest
+from ...resources import ImageCost
 from .chain import FEEDS, invsr_plan
 from .graphs import GRAPHS
-from .image_loop import InvSROptions, UpscaleSettings, upscale_array
+from .image_loop import InvSROptions, UpscaleSettings, image_cost, upscale_array
 from .section import SCALE, InvSRSection
 
 PROMPT_EMBEDS_NAME = "prompt_embeds.npy"
@@ -21,8 +22,6 @@ PROMPT_EMBEDS_NAME = "prompt_embeds.npy"
 
 def load_prompt_embeds(bundle: Path, section: InvSRSection) -> np.ndarray:
     path = bundle / PROMPT_EMBEDS_NAME
-    if not path.is_file():
-        raise SRError(f"bundle {bundle}: {PROMPT_EMBEDS_NAME} is missing; rebuild it")
     try:
         embeds = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -40,6 +39,7 @@ class InvSRFamily(Family):
     options_type = InvSROptions
     graphs = GRAPHS
     feeds = FEEDS
+    files = (PROMPT_EMBEDS_NAME,)
 
     def __init__(self, bundle: Path, manifest: Manifest):
         super().__init__(bundle, manifest)
@@ -60,6 +60,9 @@ class InvSRFamily(Family):
 
         settings = UpscaleSettings(tile=p.tile, batch=p.batch, **asdict(options))
         return upscale_array(image, run_tiles, settings, self.section.steps, self.section.geometry, on_tiles_done)
+
+    def cost(self, height: int, width: int, options: InvSROptions) -> ImageCost:
+        return image_cost(height, width, self.manifest.pipeline.tile, self.section.geometry, options.color_fix)
 
     def describe(self) -> list[str]:
         s = self.section

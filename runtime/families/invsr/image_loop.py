@@ -14,6 +14,7 @@ import numpy as np
 from ...color import apply_color_fix, check_color_fix
 from ...errors import SRError
 from ...family import TileProgress
+from ...resources import ImageCost
 from ...tiling import TileBlender, check_rgb_image, crop_output, iter_tile_batches, pad_image, plan_tiles
 from .noise import PosteriorNoise
 from .section import SCALE, Geometry, check_tile
@@ -44,6 +45,20 @@ class UpscaleSettings(InvSROptions):
     batch: int = 8
 
 
+# Host bytes per SR pixel of the padded image at the loop's peak (tracemalloc): the float32 result and
+# its HWC copy, plus the colour fix's intermediates; on top, the blend's float64 band of one tile row
+# and its overlap (sums of 3 channels and the weights), and a tile's float64 temporaries.
+BYTES_PER_SR_PIXEL = {None: 27, "wavelet": 120, "ycbcr": 96}
+
+
+def image_cost(height: int, width: int, tile: int, geometry: Geometry, color_fix: str | None) -> ImageCost:
+    plan = plan_tiles(height, width, tile=tile, scale=SCALE, multiple=geometry.pad_multiple)
+    sr_tile, sr_width = SCALE * tile, SCALE * plan.padded_width
+    band = (sr_tile + SCALE * plan.stride) * sr_width * 4 * 8 + 2 * 3 * sr_tile * sr_tile * 8
+    sr_pixels = SCALE * plan.padded_height * sr_width
+    return ImageCost(BYTES_PER_SR_PIXEL[color_fix] * sr_pixels + band, len(plan.starts))
+
+
 def upscale_array(
     image: np.ndarray,
     run_tiles: TileRunner,
@@ -71,6 +86,5 @@ def upscale_array(
         done += len(starts)
         if on_tiles_done is not None:
             on_tiles_done(done, total)
-    sr = crop_output(blender.result(), plan).astype(np.float32)
-    sr = apply_color_fix(sr, padded, settings.color_fix)
-    return np.clip(sr, 0.0, 1.0).transpose(1, 2, 0).copy()
+    sr = apply_color_fix(crop_output(blender.result(), plan), padded, settings.color_fix)
+    return np.ascontiguousarray(np.clip(sr, 0.0, 1.0, out=sr).transpose(1, 2, 0))

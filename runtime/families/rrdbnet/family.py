@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...backends.base import ChainPlan, TileChain
-from ...crop_tiling import check_overlap, upscale_tiled
+from ...crop_tiling import check_overlap, crop_cost, upscale_tiled
 from ...errors import SRError
 from ...family import Family, NoOptions, TileProgress
 from ...manifest import PipelineInfo
+from ...resources import ImageCost
 from .graphs import GRAPHS, RRDBNET, SCALE, dims
 
 FEEDS = ("lr",)
@@ -45,6 +46,9 @@ class RRDBNetFamily(Family):
         p = self.manifest.pipeline
         return upscale_tiled(image, lambda tiles: chain({"lr": tiles}), p.tile, self.section.overlap, p.batch, SCALE,
                              on_tiles_done)
+
+    def cost(self, height: int, width: int, options: NoOptions) -> ImageCost:
+        return crop_cost(height, width, self.manifest.pipeline.tile, self.section.overlap, SCALE)
 
     def describe(self) -> list[str]:
         return [f"tiling      up to {self.manifest.pipeline.tile} px, overlap {self.section.overlap} px (crop, no blend)"]
