@@ -16,6 +16,7 @@ from sr_runtime.precision import Precision
 from . import __version__
 from .builders.backends import AUTO, BACKENDS, CHOICES
 from .cli_families import GroupedCommand, backend_groups, family_groups, flags, options_for
+from .cli_upscale import SCALE_OUT, path_options
 from .families import FAMILIES, all_models, family_for_model, family_named
 from .families.base import ImageRunner
 
@@ -37,11 +38,22 @@ class _Group(click.Group):
             sys.exit(130)
 
 
+class _LogLines(logging.Formatter):
+    """What the runtime reports (INFO) as plain lines; warnings and errors say what they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno < logging.WARNING else f"{record.levelname}: {text}"
+
+
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="sr-export")
 def main() -> None:
     """Export diffusion and GAN x4 super-resolution models to optimized engines and upscale images with them."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogLines())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("sr_runtime").setLevel(logging.INFO)
 
 
 def _echo(message: str) -> None:
@@ -53,7 +65,7 @@ REFERENCE_GROUPS = family_groups("reference_options", "{title} reference options
                                  "{title} reference (--backend torch)")
 
 
-@main.command(cls=GroupedCommand, option_groups=[*RUN_GROUPS, *REFERENCE_GROUPS])
+@main.command(cls=GroupedCommand, option_groups=[*RUN_GROUPS, *REFERENCE_GROUPS, SCALE_OUT])
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output file (.png/.npy) for one input, else a folder; never an input or an input folder.")
@@ -68,21 +80,31 @@ REFERENCE_GROUPS = family_groups("reference_options", "{title} reference options
                    "(default: 80% of the memory available when the run starts).")
 @click.option("--no-verify", is_flag=True,
               help="With -e: skip checking every bundle file's sha256 when the bundle opens (a damaged bundle then runs).")
-def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, **options) -> None:
-    """Upscale images x4 (INPUT: image files and/or folders). Every image is tried; failures are listed
-    and make the exit status 1."""
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Upscale on Ray with N workers, each opening the bundle once (needs the [ray] extra); resumable: a "
+                   "run started again skips the finished outputs. See the scale-out options.")
+def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, workers, **options) -> None:
+    """Upscale images x4 (INPUT: image files, folders and list files (.txt/.list: a path per line)). Every
+    image is tried; failures are listed and make the exit status 1."""
     from sr_runtime.images import collect_inputs
     from sr_runtime.resources import memory_limit
 
-    from .cli_upscale import finish, plan_outputs, upscale_files
+    from .cli_upscale import expand_list_files, finish, plan_outputs, scale_out, upscale_files
 
     ctx = click.get_current_context()
+    inputs = expand_list_files(inputs)
     found = collect_inputs(inputs)
     targets = plan_outputs(inputs, found, output)
     if bundle is not None and backend is not None:
         raise SRError("give either -e BUNDLE (engines) or --backend torch (reference), not both")
     if bundle is None and no_verify:
         raise SRError("--no-verify goes with -e BUNDLE")
+    if workers is not None:
+        if bundle is None:
+            raise SRError("--workers runs a bundle: pass -e BUNDLE (--backend torch runs in this process only)")
+        run = _bundle_options(ctx, bundle, model)
+        return scale_out(ctx, workers, found, targets, output, bundle, run, max_memory, verify=not no_verify)
+    options_for(ctx, [], [SCALE_OUT], "they go with --workers N")
     if bundle is not None:
         runner = _bundle_runner(ctx, bundle, model, verify=not no_verify)
     else:
@@ -90,22 +112,34 @@ def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, **opt
     finish(upscale_files(runner, found, targets, memory_limit(max_memory)), len(found.images))
 
 
-def _bundle_runner(ctx: click.Context, bundle: Path, model: str | None, verify: bool) -> ImageRunner:
+def _bundle_options(ctx: click.Context, bundle: Path, model: str | None) -> dict:
+    """The bundle family's run options; another family's, or what this bundle cannot run, is refused before
+    the first image."""
     from sr_runtime.manifest import read_manifest
-    from sr_runtime.pipeline import Upscaler
+    from sr_runtime.pipeline import open_family
     from sr_runtime.version import TOOL_VERSION
 
     if model is not None:
         raise SRError("--model goes with --backend torch; a bundle knows its own model")
-    family = family_named(read_manifest(bundle, TOOL_VERSION).pipeline.family)
+    manifest = read_manifest(bundle, TOOL_VERSION)
+    family = family_named(manifest.pipeline.family)
     run = options_for(ctx, [g for g in RUN_GROUPS if g.owner == family.name], [*RUN_GROUPS, *REFERENCE_GROUPS],
                       f"this {family.title} bundle takes {flags(family.run_options)}")
+    open_family(bundle, manifest).options(**run)
+    return run
+
+
+def _bundle_runner(ctx: click.Context, bundle: Path, model: str | None, verify: bool) -> ImageRunner:
+    from sr_runtime.pipeline import Upscaler
+
+    run = _bundle_options(ctx, bundle, model)
     upscaler = Upscaler.from_bundle(bundle, verify=verify)
     m = upscaler.manifest
     _echo(f"bundle {bundle}: {m.pipeline.family} {m.backend} {m.precision.value}, tile {m.pipeline.tile}"
           + ("" if verify else ", files not verified"))  # a demo bundle is announced by the runtime's own warning
-    return ImageRunner(lambda pixels, progress: upscaler.upscale(pixels, progress, **run),
-                       lambda height, width: upscaler.cost(height, width, **run))
+    return ImageRunner(lambda pixels, progress, per_image: upscaler.upscale(pixels, progress, **{**run, **per_image}),
+                       lambda height, width: upscaler.cost(height, width, **run),
+                       path_options(run))
 
 
 def _reference_runner(ctx: click.Context, backend: str | None, model: str | None) -> ImageRunner:
@@ -231,12 +265,18 @@ def bench() -> None:
     """Benchmarks: runtime and parameter reports."""
 
 
+for _family in FAMILIES.values():
+    for _command in _family.bench_commands:
+        bench.add_command(_command)
+
+
 def _names(values: tuple[str, ...]) -> tuple[str, ...] | None:
     """Repeated options and comma lists alike: ``--methods A,B --methods C``."""
     names = tuple(name.strip() for value in values for name in value.split(",") if name.strip())
     return names or None
 
 
+QUICK_METHODS = ("InvSR-1", "RealESRGAN")
 BENCH_GROUPS = family_groups("bench_options", "{title} checkpoints (default: full-size random weights)")
 
 
@@ -244,30 +284,32 @@ BENCH_GROUPS = family_groups("bench_options", "{title} checkpoints (default: ful
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--backends", multiple=True,
               help="Only these, e.g. eager,onnxruntime-cpu: eager, compile, " + ", ".join(BACKENDS)
-              + " (default: all usable).")
+              + ", openvino-cpu (default: all usable).")
 @click.option("--methods", multiple=True, help="Only these rows, e.g. InvSR-1,RealESRGAN (default: all).")
 @click.option("--runs", type=int, default=3, show_default=True, help="Timed runs per measurement.")
 @click.option("--warmup", type=int, default=1, show_default=True)
 @click.option("--large/--no-large", default=None, help="Also time a 512 -> 2048 image (default: on GPU only).")
 @click.option("--batch", type=int, default=4, show_default=True, help="Tiles per call for the large image.")
+@click.option("--quick", is_flag=True, help=f"{', '.join(QUICK_METHODS)} only (unless --methods), one timed run.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=Path("bench-report"), show_default=True)
-def table7(device, backends, methods, runs, warmup, large, batch, report_dir, **options):
-    """The InvSR paper's Table 7 (x4, 128 -> 512): params and runtime, every backend side by side."""
+def table7(device, backends, methods, runs, warmup, large, batch, quick, report_dir, **options):
+    """The InvSR paper's Table 7 (x4, 128 -> 512): params and runtime, every backend side by side, each
+    row and backend in a process of its own."""
     from .bench.report import write_report
     from .bench.table7 import BenchSettings, run_table7, table_rows
     from .devices import check_torch_device
 
-    families = {f.name: f.bench({o.name: options[o.name] for o in f.bench_options}, report=_echo)
-                for f in FAMILIES.values()}
+    family_options = {f.name: {o.name: options[o.name] for o in f.bench_options} for f in FAMILIES.values()}
+    families = {f.name: f.bench(family_options[f.name], report=_echo) for f in FAMILIES.values()}
     known = {m.name for m in table_rows(families)}
-    methods = _names(methods)
+    methods = _names(methods) or (QUICK_METHODS if quick else None)
     if unknown := [m for m in methods or () if m not in known]:
         raise SRError(f"unknown method(s) {', '.join(unknown)}; Table 7 has {', '.join(sorted(known))}")
     check_torch_device(device)
     if runs < 1 or warmup < 0:
         raise SRError("--runs must be at least 1 and --warmup at least 0")
-    settings = BenchSettings(device=device, runs=runs, warmup=warmup, backends=_names(backends), methods=methods,
-                             large=device == "cuda" if large is None else large, batch=batch)
-    data = run_table7(families, settings, report=_echo)
+    settings = BenchSettings(device=device, runs=1 if quick else runs, warmup=warmup, backends=_names(backends),
+                             methods=methods, large=device == "cuda" if large is None else large, batch=batch)
+    data = run_table7(families, family_options, settings, report=_echo)
     for path in write_report(data, report_dir):
         click.echo(str(path))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from sr_runtime.color import COLOR_FIX_METHODS
+from sr_runtime.color import COLOR_FIX_METHODS, NO_COLOR_FIX
 from sr_runtime.precision import Precision
 
 
@@ -29,6 +29,8 @@ REFERENCE_TILE = click.Option(["--tile"], type=int, default=128, show_default=Tr
 REFERENCE_BATCH = click.Option(["--batch"], type=int, default=8, show_default=True, help="Tiles per network call.")
 # Per image
 SEED = click.Option(["--seed"], type=click.IntRange(0, 2**63 - 1), default=None,
-                    help="Seed of the sampling noise (default: the model's own; InvSR: none, the posterior means).")
-COLOR_FIX = click.Option(["--color-fix"], type=click.Choice(list(COLOR_FIX_METHODS)), default=None,
-                         help="Take the colours from the LR image (the official --color_fix).")
+                    help="Seed of the sampling noise (default: the model's own; InvSR: none, the posterior means; "
+                         "ResShift / SinSR: 12345, the official CLIs').")
+COLOR_FIX = click.Option(["--color-fix"], type=click.Choice([*COLOR_FIX_METHODS, NO_COLOR_FIX]), default=None,
+                         help="Take the colours from the LR image (the official --color_fix); none keeps the "
+                              "network's (default: the model's own; InvSR: none).")

@@ -124,7 +124,7 @@ def compare_bundles(
     if not 1 <= batch <= test.manifest.pipeline.batch:
         raise SRError(f"--tiles must be 1-{test.manifest.pipeline.batch} (the bundle's batch), got {batch}")
     family = ref.family
-    plan = family.plan(batch, *family.tile_shape)
+    plan = family.plan(0, batch, *family.tile_shape)
     feeds = feeds_for(plan, ref.sessions, family.feeds, seed)
     calls = compare_calls(plan, test.sessions, ref.sessions, feeds)
     arrays = [feeds[name] for name in family.feeds]

@@ -12,6 +12,7 @@ import numpy as np
 from .errors import SRError
 
 COLOR_FIX_METHODS = ("wavelet", "ycbcr")
+NO_COLOR_FIX = "none"  # said explicitly, for models whose default is a colour fix
 
 _CUBIC_A = -0.5  # the antialiased kernel's coefficient (PIL's), not the -0.75 of plain bicubic
 _WAVELET_LEVELS = 5
@@ -137,9 +138,13 @@ def ycbcr_color_fix(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return _colour_transform(np.concatenate([luma, chroma]), _YCBCR_TO_RGB, _RGB_OFFSET)
 
 
-def check_color_fix(method: str | None) -> None:
-    if method is not None and method not in COLOR_FIX_METHODS:
-        raise SRError(f"unknown colour fix {method!r}; choose one of: {', '.join(COLOR_FIX_METHODS)}")
+def color_fix_method(method: str | None) -> str | None:
+    """The colour fix to apply, None for none; an unknown name is refused."""
+    if method is None or method == NO_COLOR_FIX:
+        return None
+    if method not in COLOR_FIX_METHODS:
+        raise SRError(f"unknown colour fix {method!r}; choose one of: {', '.join((*COLOR_FIX_METHODS, NO_COLOR_FIX))}")
+    return method
 
 
 def apply_color_fix(sr: np.ndarray, padded_lr: np.ndarray, method: str | None) -> np.ndarray:
@@ -149,7 +154,7 @@ def apply_color_fix(sr: np.ndarray, padded_lr: np.ndarray, method: str | None) -
     squeezes a larger field of view into the frame, so colours are taken from slightly misaligned
     places. That is what the official sampler does, and we reproduce it on purpose so outputs match.
     """
-    check_color_fix(method)
+    method = color_fix_method(method)
     sr = np.asarray(sr, dtype=np.float32)
     if method is None:
         return sr

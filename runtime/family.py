@@ -9,7 +9,8 @@ in its own folder under ``sr_runtime.families`` and subclasses ``Family``:
   ``Upscaler.upscale``), ``graphs`` (each graph's ``GraphIO``) and ``feeds`` (host buffers per tile
   batch, ``"lr"`` first, in the order ``Upscaler.run_tiles`` takes them);
 - ``__init__``: load the bundle's extra files (the graphs' I/O is checked here);
-- ``plan(batch, height, width)``: the engine calls of one tile batch;
+- ``plan(variant, batch, height, width)``: the engine calls of one tile batch (``variant``: one of the
+  family's chains over the same engines, InvSR's step groups; 0 for the others);
 - ``upscale(image, chain, options, on_tiles_done)``: the image-level loop (padding, tiles, stitching);
 - ``cost(height, width, options)``: its memory and tiles for an image, before it starts;
 - ``describe()``: its lines of ``sr-export inspect``;
@@ -64,12 +65,18 @@ class Family(ABC):
             raise SRError(f"the bundle's manifest does not record {', '.join(missing)}; {REBUILD_HINT}")
 
     def options(self, **given: Any) -> Any:
-        """The typed per-image options; an option this family does not have is refused, never ignored."""
+        """The typed per-image options; an option this family does not have, or this bundle cannot run, is
+        refused, never ignored."""
         known = [f.name for f in dataclasses.fields(self.options_type)]
         if unknown := sorted(set(given) - set(known)):
             takes = f"it takes {', '.join(known)}" if known else "it takes none"
             raise SRError(f"a {self.name} bundle has no option {', '.join(unknown)}; {takes}")
-        return self.options_type(**given)
+        options = self.options_type(**given)
+        self.check_options(options)
+        return options
+
+    def check_options(self, options: Any) -> None:  # noqa: B027 (optional hook)
+        """Refuses options this bundle cannot run (beyond their types, which the options record checks)."""
 
     @property
     def tile_shape(self) -> tuple[int, int]:
@@ -78,7 +85,7 @@ class Family(ABC):
         return tile, tile
 
     @abstractmethod
-    def plan(self, batch: int, height: int, width: int) -> ChainPlan:
+    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
         """The engine calls of one batch of ``batch`` tiles of ``height`` x ``width`` LR px."""
 
     @abstractmethod

@@ -67,13 +67,14 @@ class Upscaler:
     def family(self) -> Family:
         return self._family
 
-    def run_tiles(self, *arrays: np.ndarray) -> np.ndarray:
+    def run_tiles(self, *arrays: np.ndarray, variant: int = 0) -> np.ndarray:
         """One tile batch through the chain: the family's feeds in order (LR tiles (n,3,h,w) in [0,1]
-        first; InvSR: then the predictor and VAE noises) -> SR tiles float32, unclamped; n <= the batch."""
+        first; InvSR: then the predictor and VAE noises) -> SR tiles float32, unclamped; n <= the batch.
+        ``variant``: which of the family's chains (InvSR: the step group)."""
         feeds = self._family.feeds
         if len(arrays) != len(feeds):
             raise SRError(f"a {self._family.name} bundle takes {', '.join(feeds)} per tile batch, got {len(arrays)} arrays")
-        return np.asarray(self._chain(dict(zip(feeds, arrays, strict=True))), dtype=np.float32)
+        return np.asarray(self._chain(dict(zip(feeds, arrays, strict=True)), variant), dtype=np.float32)
 
     def cost(self, height: int, width: int, **options: Any) -> ImageCost:
         """Memory and tiles an image of ``height`` x ``width`` will take, with the same ``options``."""

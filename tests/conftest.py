@@ -42,9 +42,11 @@ def tiny_components(tiny_checkpoints):
     return load_components(sd, pth, yaml)
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Builds cache their ONNX per test session, never in the user's ~/.cache."""
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Builds cache their ONNX per test session, never in the user's ~/.cache: session-scoped, so it is set
+    before any module-scoped fixture builds a bundle."""
     cache = tmp_path_factory.getbasetemp() / "sr-export-cache"
-    monkeypatch.setenv("SR_EXPORT_CACHE", str(cache))
-    return cache
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SR_EXPORT_CACHE", str(cache))
+        yield cache

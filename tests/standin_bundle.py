@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from sr_runtime.families.invsr.family import PROMPT_EMBEDS_NAME
 from sr_runtime.families.invsr.graphs import GRAPHS
-from sr_runtime.families.invsr.section import Geometry, InvSRSection
+from sr_runtime.families.invsr.section import Geometry, InvSRSection, StepGroup
 from sr_runtime.manifest import MANIFEST_NAME, FileRecord, GraphInfo, Manifest, PipelineInfo, TensorInfo
 from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION
@@ -71,7 +71,7 @@ def numpy_run_tiles(timesteps, sigmas, precision):
     """The chain of the stand-ins; fp16 rounds every non-scalar graph input and output like the engines."""
     io = (lambda x: x.astype(np.float16).astype(np.float32)) if precision == "fp16" else (lambda x: x)
 
-    def run(lr, predictor_noise, vae_noise):
+    def run(lr, predictor_noise, vae_noise, group=0):
         lr, embeds = io(lr), io(np.repeat(EMBEDS, len(lr), axis=0))
         z_lr = io(np_vae_encoder(lr, io(vae_noise)))
         latent = io(np_noise_predictor(lr, timesteps[0], io(predictor_noise), z_lr, sigmas[0]))
@@ -149,7 +149,9 @@ def schedule(steps: int) -> tuple[list[float], list[float]]:
     return [249.0 - 50 * i for i in range(steps)], [0.69 - 0.2 * i for i in range(steps)] + [0.03]
 
 
-def write_bundle(folder: Path, precision: str = "fp32", backend="onnxruntime-cpu", steps=2, batch=3, demo=False) -> Path:
+def write_bundle(folder: Path, precision: str = "fp32", backend="onnxruntime-cpu", steps: int | list[int] = 2, batch=3,
+                 demo=False) -> Path:
+    """``steps``: one step group, or a list of them (a patch-adaptive bundle)."""
     folder.mkdir(parents=True)
     graphs = {}
     for name, (inputs, outputs) in GRAPH_IO.items():
@@ -162,9 +164,10 @@ def write_bundle(folder: Path, precision: str = "fp32", backend="onnxruntime-cpu
 
         graphs[name] = GraphInfo(file.name, hashlib.sha256(file.read_bytes()).hexdigest(), file.stat().st_size,
                                  infos(inputs), infos(outputs))
-    timesteps, sigmas = schedule(steps)
-    section = InvSRSection(geometry=GEOMETRY, latent_scale=0.18215, cli_timesteps=[int(t) + 1 for t in timesteps],
-                           timesteps=timesteps, sigmas=sigmas, prompt="test", embed_shape=list(EMBEDS.shape))
+    groups = [StepGroup([int(t) + 1 for t in timesteps], timesteps, sigmas)
+              for timesteps, sigmas in map(schedule, steps if isinstance(steps, list) else [steps])]
+    section = InvSRSection(geometry=GEOMETRY, latent_scale=0.18215, prompt="test", embed_shape=list(EMBEDS.shape),
+                           groups=groups)
     manifest = Manifest(tool_version=TOOL_VERSION, backend=backend, backend_version=ort.__version__,
                         precision=Precision(precision), demo=demo, section=section, graphs=graphs, checkpoints={},
                         pipeline=PipelineInfo(family="invsr", scale=4, tile=TILE, batch=batch))

@@ -15,15 +15,15 @@ def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
     sd, pth, yaml = tiny_checkpoints
     report = tmp_path / "report"
     result = CliRunner().invoke(main, [
-        "bench", "table7", "--runs", "2", "--warmup", "0", "--methods", "InvSR-1", "--methods", "InvSR-3,ResShift-4",
+        "bench", "table7", "--runs", "2", "--warmup", "0", "--methods", "InvSR-1", "--methods", "InvSR-3,OSEDiff-1",
         "--backends", "eager,onnxruntime-cpu", "--sd-turbo", str(sd), "--noise-predictor", str(pth),
         "--noise-predictor-config", str(yaml), "--report", str(report),
     ])
     assert result.exit_code == 0, result.output
     data = json.loads((report / "report.json").read_text())
     rows = {m["method"]["name"]: m for m in data["methods"]}
-    assert set(rows) == {"InvSR-1", "InvSR-3", "ResShift-4"}
-    assert rows["ResShift-4"]["status"] == "not yet reproduced" and rows["ResShift-4"]["backends"] == []
+    assert set(rows) == {"InvSR-1", "InvSR-3", "OSEDiff-1"}
+    assert rows["OSEDiff-1"]["status"] == "not yet reproduced" and rows["OSEDiff-1"]["backends"] == []
     for name in ("InvSR-1", "InvSR-3"):
         backends = {b["backend"]: b for b in rows[name]["backends"]}
         assert set(backends) == {"eager", "onnxruntime-cpu"}
@@ -35,7 +35,7 @@ def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
     # the tiny noise predictor, counted the paper's way
     assert 0 < rows["InvSR-1"]["params_m"] < 1 and "noise predictor" in rows["InvSR-1"]["params_counts"]
     md = (report / "report.md").read_text()
-    assert "| ResShift-4 | not yet reproduced |" in md and "| InvSR-1 |" in md and "117" in md
+    assert "| OSEDiff-1 | not yet reproduced |" in md and "| InvSR-1 |" in md and "117" in md
     assert (report / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -47,7 +47,8 @@ def test_paper_rows_are_all_listed_and_the_families_claim_theirs():
                                             for f in FAMILIES.values()})}
     assert (rows["InvSR-3"].family, rows["InvSR-3"].steps, rows["InvSR-3"].paper_params_m) == ("invsr", 3, 33.84)
     assert (rows["BSRGAN"].family, rows["BSRGAN"].paper_ms) == ("rrdbnet", 65)
-    assert rows["SinSR-1"].family is None
+    assert (rows["SinSR-1"].family, rows["SinSR-1"].steps) == ("resshift", 1)
+    assert rows["OSEDiff-1"].family is None
 
 
 def test_unknown_methods_are_refused():

@@ -44,11 +44,11 @@ def _quiet(_message: str) -> None:
 @pytest.fixture(scope="module")
 def source(tiny_checkpoints):
     sd, pth, yaml = tiny_checkpoints
-    return resolve_source(sd, pth, yaml, DEFAULT_TIMESTEPS[1], report=_quiet)
+    return resolve_source(sd, pth, yaml, (DEFAULT_TIMESTEPS[1],), report=_quiet)
 
 
 def _build(source, folder: Path, steps: int, precision: Precision = Precision.FP32, timesteps=None) -> Path:
-    source = source.with_timesteps(tuple(timesteps or DEFAULT_TIMESTEPS[steps]))
+    source = source.with_groups(tuple(timesteps or DEFAULT_TIMESTEPS[steps]))
     opts = BuildOptions(backend="onnxruntime-cpu", precision=precision, tile=TILE, batch=BATCH, output=folder)
     return build_bundle(source, opts, report=_quiet)
 
@@ -67,7 +67,7 @@ def bundles(source, tmp_path_factory):
 def _reference(source, bundle: Path) -> InvSRReference:
     from sr_export.families.invsr.schedule import build_schedule
 
-    cli = Upscaler.from_bundle(bundle).manifest.section.cli_timesteps
+    cli = Upscaler.from_bundle(bundle).manifest.section.groups[0].cli_timesteps
     return InvSRReference(source.components, build_schedule(source.components.scheduler_config, cli))
 
 
@@ -79,7 +79,7 @@ def test_bundle_matches_the_reference_on_a_tiled_image(source, bundles, steps):
     expected = _reference(source, bundles[steps]).upscale(image, UpscaleSettings(tile=TILE, batch=BATCH))
     assert got.shape == expected.shape == (180, 280, 3)
     assert psnr(got, expected) >= MIN_PSNR
-    assert upscaler.manifest.section.timesteps == [t - 1.0 for t in DEFAULT_TIMESTEPS[steps]]
+    assert upscaler.manifest.section.groups[0].timesteps == [t - 1.0 for t in DEFAULT_TIMESTEPS[steps]]
 
 
 @pytest.mark.parametrize("color_fix", [None, "wavelet", "ycbcr"])
@@ -97,7 +97,7 @@ def test_bundle_matches_the_reference_on_a_padded_image_with_noise(source, bundl
 def test_user_timesteps(source, tmp_path):
     bundle = _build(source, tmp_path / "custom", 2, timesteps=(120, 400))
     manifest = Upscaler.from_bundle(bundle).manifest
-    assert manifest.section.cli_timesteps == [400, 120]
+    assert manifest.section.groups[0].cli_timesteps == [400, 120]
     image = make_image(30, 30, seed=2)
     expected = _reference(source, bundle).upscale(image, UpscaleSettings(tile=TILE, batch=BATCH))
     assert psnr(Upscaler.from_bundle(bundle).upscale(image), expected) >= MIN_PSNR
@@ -147,7 +147,7 @@ def test_the_onnx_export_is_cached_by_weights(source, tmp_path):
 def test_manifest_records_every_constant(source, bundles):
     m = Upscaler.from_bundle(bundles[3]).manifest
     assert m.backend == "onnxruntime-cpu" and m.precision is Precision.FP32 and m.demo is False
-    assert m.section.sigmas == pytest.approx([0.569285, 0.341674, 0.223004, 0.0], abs=2e-6)
+    assert m.section.groups[0].sigmas == pytest.approx([0.569285, 0.341674, 0.223004, 0.0], abs=2e-6)
     assert m.section.latent_scale == pytest.approx(source.components.latent_scale)
     assert (m.section.geometry.vae_factor, m.section.geometry.pad_multiple) == (8, 16)  # from the configs
     assert set(m.checkpoints) == {"sd_turbo", "noise_predictor"}

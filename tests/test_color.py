@@ -134,7 +134,12 @@ def test_apply_without_method_returns_sr_unchanged():
     np.testing.assert_array_equal(apply_color_fix(sr, random_image(9, 4, 4), None), sr)
 
 
-@pytest.mark.parametrize("method", ["none", "adain", "Wavelet", ""])
+def test_none_said_explicitly_leaves_sr_unchanged():
+    sr = random_image(8, 16, 16)
+    np.testing.assert_array_equal(apply_color_fix(sr, random_image(9, 4, 4), "none"), sr)
+
+
+@pytest.mark.parametrize("method", ["None", "adain", "Wavelet", ""])
 def test_apply_rejects_unknown_method(method):
     with pytest.raises(SRError) as err:
         apply_color_fix(random_image(8, 16, 16), random_image(9, 4, 4), method)

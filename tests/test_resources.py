@@ -36,7 +36,7 @@ def _peak(run) -> int:
 def test_the_invsr_estimate_covers_the_loops_peak_and_not_much_more(height, width, tile, color_fix):
     image = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
     settings = UpscaleSettings(tile=tile, batch=4, color_fix=color_fix)
-    peak = _peak(lambda: upscale_array(image, _nearest_x4, settings, 1, GEOMETRY))
+    peak = _peak(lambda: upscale_array(image, _nearest_x4, settings, [1], GEOMETRY))
     cost = image_cost(height, width, tile, GEOMETRY, color_fix)
     assert peak <= cost.memory <= 1.5 * peak
 

@@ -23,9 +23,8 @@ from sr_export.builders.bundle_builder import BuildOptions, build_bundle
 from sr_export.builders.onnx_cache import FP16_CHECK
 from sr_export.cli import main
 from sr_export.families.rrdbnet.graphs import RRDBNET
+from sr_export.families.rrdbnet.layouts import BSRGAN, REALESRGAN
 from sr_export.families.rrdbnet.model import (
-    BSRGAN,
-    REALESRGAN,
     TINY_CONFIG,
     RRDBConfig,
     RRDBNet,
@@ -460,7 +459,7 @@ def test_cli_demo_build_and_misplaced_options(tmp_path, cache, monkeypatch):
     assert "DEMO" in result.output and result.stdout.strip() == "engines/bsrgan-demo-onnxruntime-cpu-fp32"
     assert read_manifest(Path("engines/bsrgan-demo-onnxruntime-cpu-fp32"), TOOL_VERSION).demo
     for args, fragment in [(["--model", "realesrgan", "--steps", "2"], "--steps: InvSR options"),
-                           (["--model", "invsr", "--checkpoint", "x.pth"], "--checkpoint: RRDBNet options"),
+                           (["--model", "invsr", "--checkpoint", "x.pth"], "--checkpoint: RRDBNet"),
                            (["--model", "realesrgan", "--tile", "32", "--overlap", "16"], "twice the overlap")]:
         result = runner.invoke(main, ["build", *args])
         assert result.exit_code == 1 and fragment in result.output, result.output

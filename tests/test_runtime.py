@@ -82,7 +82,7 @@ def test_upscale_matches_numpy_chain_with_a_partial_last_batch(tmp_path, seed):
     total = progress[-1][1]
     assert total % batch != 0 and progress[-1][0] == total  # the last batch really was partial
     settings = UpscaleSettings(tile=TILE, batch=batch, seed=seed)
-    expected = upscale_array(image, numpy_run_tiles(*schedule(2), "fp32"), settings, steps=2, geometry=GEOMETRY)
+    expected = upscale_array(image, numpy_run_tiles(*schedule(2), "fp32"), settings, [2], GEOMETRY)
     assert got.shape == (160, 96, 3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
@@ -94,7 +94,8 @@ def test_io_binding_chain_on_cpu_matches_numpy(tmp_path, precision, fixed_batch)
     bundle = write_bundle(tmp_path / "b", precision, steps=3, batch=3)
     manifest = read_manifest(bundle, TOOL_VERSION)
     sessions = backend_for("onnxruntime-cpu").open(bundle, manifest)
-    chain = BoundChain(sessions, lambda n, h, w: invsr_plan(manifest.section, TILE, EMBEDS, n), 3, "cpu",
+    group = manifest.section.groups[0]
+    chain = BoundChain(sessions, lambda v, n, h, w: invsr_plan(manifest.section, group, TILE, EMBEDS, n), 3, "cpu",
                        fixed_batch=fixed_batch)
     reference = numpy_run_tiles(*schedule(3), precision)
     results = []
@@ -105,7 +106,7 @@ def test_io_binding_chain_on_cpu_matches_numpy(tmp_path, precision, fixed_batch)
     # Results are the caller's: later batches must not overwrite them through a shared device buffer.
     np.testing.assert_allclose(results[0].astype(np.float32), reference(*random_tiles(3, 1)), atol=TOLERANCE[precision])
     # A captured CUDA graph replays fixed addresses: a fixed-batch chain must pad, never bind a second size.
-    assert chain.tile_shapes == (((3, TILE, TILE),) if fixed_batch else ((3, TILE, TILE), (2, TILE, TILE)))
+    assert chain.plan_keys == (((0, 3, TILE, TILE),) if fixed_batch else ((0, 3, TILE, TILE), (0, 2, TILE, TILE)))
 
 
 def test_upscale_rejects_a_non_rgb_array(tmp_path):
@@ -194,13 +195,13 @@ def test_refuses_when_onnxruntime_is_missing(tmp_path, monkeypatch):
 
 def test_refuses_inconsistent_sigmas(tmp_path):
     bundle = write_bundle(tmp_path / "b", steps=2)
-    _edit_manifest(bundle, lambda d: d["section"]["sigmas"].pop())
+    _edit_manifest(bundle, lambda d: d["section"]["groups"][0]["sigmas"].pop())
     assert "sigmas" in _refusal(bundle)
 
 
 @pytest.mark.parametrize(("where", "field", "value", "fragment"), [
     ("pipeline", "tile", "16", "manifest.pipeline.tile must be int"),
-    ("section", "sigmas", None, "manifest.section.sigmas must be a list"),
+    ("section", "groups", None, "manifest.section.groups must be a list"),
     ("section", "geometry", {"latent_channels": 4}, "manifest.section.geometry lacks the field vae_factor"),
     ("section", "steps", 3, "unknown field(s) steps"),
     (None, "precision", "int8", "manifest.precision must be one of fp32, fp16"),

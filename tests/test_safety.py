@@ -163,11 +163,17 @@ def test_an_image_above_the_memory_limit_is_refused_before_it_starts(tmp_path, b
     assert _invoke("upscale", tmp_path / "big.png", "-o", tmp_path / "o.png", "-e", bundle, "--max-memory", "1")[0] == 0
 
 
-@pytest.mark.parametrize("option", [["--steps", "3"], ["--tile", "64"], ["--batch", "2"], ["--device", "cpu"],
+@pytest.mark.parametrize("option", [["--timesteps", "300"], ["--tile", "64"], ["--batch", "2"], ["--device", "cpu"],
                                     ["--dtype", "fp16"], ["--model", "invsr"]])
 def test_options_of_the_torch_path_are_refused_with_a_bundle(tmp_path, bundle, images, option):
     code, output = _invoke("upscale", images / "a.png", "-o", tmp_path / "o.png", "-e", bundle, *option)
     assert code == 1 and option[0] in _one_error(output)
+
+
+def test_steps_the_bundle_does_not_run_are_refused_before_any_image(tmp_path, bundle, images):
+    code, output = _invoke("upscale", images, "-o", tmp_path / "out", "-e", bundle, "--steps", "3")
+    assert code == 1 and "steps 3: this model runs step groups of 2 steps" in _one_error(output)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_negative_seed_is_refused_on_both_paths(tmp_path, bundle, images, tiny_checkpoints):

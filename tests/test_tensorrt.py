@@ -51,7 +51,7 @@ from sr_runtime.backends import backend_for
 from sr_runtime.backends.base import GpuInfo, RuntimeOptions
 from sr_runtime.errors import SRError
 from sr_runtime.families.invsr.graphs import dims
-from sr_runtime.families.invsr.section import Geometry, InvSRSection
+from sr_runtime.families.invsr.section import Geometry, InvSRSection, StepGroup
 from sr_runtime.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -184,12 +184,13 @@ def test_fp32_island_rules():
         LayerView("(Unnamed Layer* 9) [Normalization]", "NORMALIZATION", ("h2",), ("n",), True),
         LayerView("/unet/down/resnets.0/norm1/Mul", "ELEMENTWISE", ("n", "gamma"), ("n2",), True),
         LayerView("/Mul_3", "ELEMENTWISE", ("n2", "sigma"), ("out",), True),  # stage glue: Euler update
+        LayerView("/vq/quantize/MatMul", "MATRIX_MULTIPLY", ("out", "codebook"), ("d",), True),  # VQ distances
         LayerView("/Cast_9", "CAST", ("out",), ("idx",), False),  # int output: never pinned
     ]
-    chosen = fp32_layers(layers, ["timestep", "sigma"], constants=["freqs", "w", "gamma"])
+    chosen = fp32_layers(layers, ["timestep", "sigma"], constants=["freqs", "w", "gamma", "codebook"])
     assert chosen == [
         "/unet/time_proj/Mul", "/unet/time_proj/Sin", "/unet/Expand",
-        "(Unnamed Layer* 9) [Normalization]", "/unet/down/resnets.0/norm1/Mul", "/Mul_3",
+        "(Unnamed Layer* 9) [Normalization]", "/unet/down/resnets.0/norm1/Mul", "/Mul_3", "/vq/quantize/MatMul",
     ]
 
 
@@ -392,7 +393,7 @@ H100_TARGET = TargetInfo("NVIDIA H100 80GB HBM3", "9.0")
 
 
 def _trt_manifest(version="10.14.1.48", target=H100_TARGET) -> Manifest:
-    section = InvSRSection(GEOMETRY, 0.18215, [200], [199.0], [0.57, 0.0], "prompt", list(EMBED_SHAPE))
+    section = InvSRSection(GEOMETRY, 0.18215, [StepGroup([200], [199.0], [0.57, 0.0])], "prompt", list(EMBED_SHAPE))
     return Manifest(tool_version="x", backend="tensorrt", backend_version=version, precision=FP16, demo=True,
                     pipeline=PipelineInfo("invsr", 4, TILE, BATCH), section=section, graphs={}, checkpoints={},
                     target=target)
@@ -469,12 +470,12 @@ def test_tensorrt_options_are_refused_for_onnxruntime_builds():
 @pytest.fixture(scope="module")
 def source(tiny_checkpoints):
     sd, pth, yaml = tiny_checkpoints
-    return resolve_source(sd, pth, yaml, DEFAULT_TIMESTEPS[1], report=_quiet)
+    return resolve_source(sd, pth, yaml, (DEFAULT_TIMESTEPS[1],), report=_quiet)
 
 
 def _build(source, folder: Path, backend: str, precision: Precision, steps: int = 2, **kw) -> Path:
     opts = BuildOptions(backend=backend, precision=precision, tile=TILE, batch=BATCH, output=folder, **kw)
-    return build_bundle(source.with_timesteps(DEFAULT_TIMESTEPS[steps]), opts, report=_quiet)
+    return build_bundle(source.with_groups(DEFAULT_TIMESTEPS[steps]), opts, report=_quiet)
 
 
 @pytest.fixture(scope="module")
@@ -513,7 +514,7 @@ def test_compare_builds_its_own_reference_from_the_cached_onnx(ort_bundles):
 
 def test_compare_refuses_a_reference_of_another_schedule(source, ort_bundles, tmp_path):
     other = _build(source, tmp_path / "s1", "onnxruntime-cpu", FP32, steps=1)
-    with pytest.raises(SRError, match="timesteps"):
+    with pytest.raises(SRError, match="differs from the bundle in groups"):
         compare_bundles(ort_bundles["fp16"], other)
 
 

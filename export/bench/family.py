@@ -7,6 +7,7 @@ and its stages.
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,19 +28,38 @@ class TorchMode(str, Enum):
     COMPILE = "compile"  # torch.compile (inductor)
 
 
-BenchBackend = TorchMode | EngineBackend
+class Peer(str, Enum):
+    """What a user might run the bundle's own ONNX with instead of ONNX Runtime."""
+
+    OPENVINO = "openvino-cpu"
+
+    def problem(self) -> str | None:
+        return None if importlib.util.find_spec("openvino") else "openvino is not installed (pip install 'sr-export[bench]')"
+
+
+BenchBackend = TorchMode | EngineBackend | Peer
 
 
 def backend_label(backend: BenchBackend) -> str:
-    return backend.value if isinstance(backend, TorchMode) else backend.name
+    return backend.value if isinstance(backend, TorchMode | Peer) else backend.name
+
+
+def backend_named(label: str) -> BenchBackend:
+    for kind in (TorchMode, Peer):
+        if label in {member.value for member in kind}:
+            return kind(label)
+    return BACKENDS[label]
 
 
 def measurable_backends(device: str) -> list[tuple[BenchBackend, Precision]]:
     """(backend, precision) pairs measurable on ``device``, PyTorch eager first: fp32 on the CPU, fp16
-    everywhere on the GPU (the paper's setting), engines only where their runtime is usable."""
+    everywhere on the GPU (the paper's setting), engines and peers only where their runtime is usable."""
     if device == "cpu":
-        return [(TorchMode.EAGER, Precision.FP32), (BACKENDS["onnxruntime-cpu"], Precision.FP32)]
-    found: list[tuple[BenchBackend, Precision]] = [(TorchMode.EAGER, Precision.FP16), (TorchMode.COMPILE, Precision.FP16)]
+        found: list[tuple[BenchBackend, Precision]] = [
+            (TorchMode.EAGER, Precision.FP32), (TorchMode.COMPILE, Precision.FP32),
+            (BACKENDS["onnxruntime-cpu"], Precision.FP32)]
+        return found + [(peer, Precision.FP32) for peer in Peer if peer.problem() is None]
+    found = [(TorchMode.EAGER, Precision.FP16), (TorchMode.COMPILE, Precision.FP16)]
     found += [(BACKENDS[name], Precision.FP16) for name in ("onnxruntime-cuda", "tensorrt") if BACKENDS[name].problem() is None]
     return found
 
@@ -92,6 +112,3 @@ class BenchFamily(ABC):
 
     @abstractmethod
     def runner(self, method: Method, backend: BenchBackend, precision: Precision, device: str, batch: int) -> Runner: ...
-
-    def release(self, backend: BenchBackend) -> None:  # noqa: B027 (optional hook: most families hold nothing)
-        """Frees what the runners of ``backend`` hold (called before the next backend starts)."""

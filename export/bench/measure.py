@@ -64,3 +64,50 @@ def host_peak_mib() -> float | None:
 
 def host_resident_mib() -> float | None:
     return _status_mib("VmRSS")
+
+
+def machine(device: str) -> dict:
+    """Where and with what a report was measured."""
+    import os
+    import platform
+    from datetime import datetime, timezone
+
+    from sr_runtime.version import TOOL_VERSION
+
+    versions = {}
+    for name in ("torch", "onnxruntime", "onnx", "diffusers", "tensorrt", "numpy"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # absent or a broken stub: not part of this run
+            continue
+    device_name = platform.processor() or platform.machine()
+    try:
+        device_name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if device == "cuda":
+        import torch
+
+        device_name = torch.cuda.get_device_name()
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device,
+        "device_name": device_name,
+        "isa": cpu_features(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "versions": versions,
+        "sr_export": TOOL_VERSION,
+    }
+
+
+# The instruction sets that decide how fast CPU kernels run (ONNX Runtime, OpenVINO and oneDNN pick per set).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu_features() -> list[str]:
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":", 1)[1].split()
+    except (OSError, StopIteration):
+        return []
+    return [flag for flag in ISA_FLAGS if flag in flags]

@@ -33,7 +33,10 @@ def render_markdown(data: dict) -> str:
     lines = [
         "# Table 7 reproduction: runtime and parameters (x4, 128 -> 512, batch 1)",
         "",
-        f"{meta['date']} on **{meta['device_name']}** ({meta['device']}, {meta['cpu_count']} cores), "
+        f"{meta['date']} on **{meta['device_name']}** ({meta['device']}, {meta['cpu_count']} cores"
+        + (f"; {', '.join(meta['isa'])}" if meta.get("isa") else "")
+        + (f"; load average {meta['load_average']:.2f} at the start" if meta.get("load_average") is not None else "")
+        + "), "
         f"{meta['runs']} timed run(s) after {meta['warmup']} warm-up; sr-export {meta['sr_export']}; "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
         "",
@@ -57,6 +60,9 @@ def render_markdown(data: dict) -> str:
         params = "not yet reproduced" if m["status"] != "measured" else (f"{m['params_m']:.2f}" if m["params_m"] else "–")
         paper_params = f"{meth['paper_params_m']:.2f}" if meth["paper_params_m"] else "–"
         lines.append(f"| {meth['name']} | {params} | {paper_params} | {_fmt(meth['paper_ms'])} | " + " | ".join(cells) + " |")
+    failed = [f"{m['method']['name']} on {f}" for m in methods for f in m.get("failures", [])]
+    if failed:
+        lines += ["", "Not measured (the run failed): " + "; ".join(failed) + "."]
     counted = {m["params_counts"] for m in methods if m["params_counts"]}
     lines += ["", "What #params counts: " + "; ".join(sorted(counted)) + "."]
     weights = {m["weights"] for m in methods if m["weights"]}

@@ -3,16 +3,26 @@ every backend of this machine side by side, with a stage breakdown, peak memory 
 
 from __future__ import annotations
 
-import gc
-import platform
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 
 from sr_runtime.precision import Precision
 from sr_runtime.records import json_ready
 
-from .family import BenchBackend, BenchFamily, Method, Runner, TorchMode, backend_label
-from .measure import Timing, host_peak_mib, host_resident_mib, reset_host_peak, time_calls
+from .family import (
+    BenchBackend,
+    BenchFamily,
+    Method,
+    ParamCount,
+    Runner,
+    TorchMode,
+    backend_label,
+    backend_named,
+)
+from .measure import Timing, host_peak_mib, host_resident_mib, machine, reset_host_peak, time_calls
 
 # Table 7 of the InvSR paper (A100, ms; #params in M as the paper counts it, where known here; InvSR-3/5
 # times are not in it). Which rows are measured, and with how many steps, the families say.
@@ -63,6 +73,7 @@ class MethodResult:
     weights: str = ""
     backends: list[BackendResult] = field(default_factory=list)
     status: str = "measured"
+    failures: list[str] = field(default_factory=list)  # backends whose measurement failed, and why
 
     def eager(self) -> BackendResult | None:
         return next((b for b in self.backends if b.backend == TorchMode.EAGER.value), None)
@@ -103,23 +114,22 @@ def _device_peak_mib(device: str, backend: BenchBackend) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
-def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: BenchSettings, stage_cache: dict,
-             report) -> BackendResult:
+def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: BenchSettings, report) -> BackendResult:
     sync = _sync(s.device)
     # Weights are loaded by now: the peak above this is what running the networks costs.
     reset_host_peak()
     before = host_resident_mib()
     _device_peak_start(s.device)
+    stages = {}
     for stage in runner.stages:
-        if stage.name not in stage_cache:
-            report(f"    stage {stage.name}")
-            stage_cache[stage.name] = time_calls(stage.call, sync, s.runs, s.warmup)
+        report(f"    stage {stage.name}")
+        stages[stage.name] = time_calls(stage.call, sync, s.runs, s.warmup)
     report("    end to end")
     time_calls(runner.run, sync, 0, s.warmup)
     timing = time_calls(runner.run, sync, s.runs, 0)
     result = BackendResult(
         backend_label(backend), precision, timing,
-        stages={st.name: {"per_image": st.per_image, "samples_ms": stage_cache[st.name].samples_ms} for st in runner.stages},
+        stages={st.name: {"per_image": st.per_image, "samples_ms": stages[st.name].samples_ms} for st in runner.stages},
         peak_host_mib=host_peak_mib(), resident_before_mib=before, peak_device_mib=_device_peak_mib(s.device, backend), note=runner.note,
     )
     if s.large and runner.large is not None:
@@ -129,28 +139,65 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
     return result
 
 
-def run_table7(families: dict[str, BenchFamily], s: BenchSettings, report=print) -> dict:
+@dataclass(frozen=True)
+class Job:
+    family: str
+    method: Method
+    backend: str  # backend_label
+    precision: Precision
+
+
+def measure_job(job: Job, options: dict, s: BenchSettings) -> tuple[BackendResult, ParamCount, str]:
+    """One (row, backend) in a fresh process: its peak memory is its own, not what earlier rows freed."""
+    from ..families import FAMILIES
+
+    def report(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    family = FAMILIES[job.family].bench(options, report)
+    backend = backend_named(job.backend)
+    runner = family.runner(job.method, backend, job.precision, s.device, s.batch)
+    return _measure(runner, backend, job.precision, s, report), family.params(job.method), family.weights
+
+
+def _eta(done: list[tuple[str, float]], remaining: list[Job]) -> str:
+    """What is left, from the time jobs of the same family took so far (of any family where none has run)."""
+    if not done:
+        return "estimating"
+    overall = sum(t for _, t in done) / len(done)
+    left = 0.0
+    for job in remaining:
+        same = [t for family, t in done if family == job.family]
+        left += sum(same) / len(same) if same else overall
+    return f"about {left / 60:.0f} min left"
+
+
+def run_table7(families: dict[str, BenchFamily], options: dict[str, dict], s: BenchSettings, report=print) -> dict:
+    """Every (row, backend) measured in its own process; ``options``: each family's bench options."""
     results = {m.name: MethodResult(m, status="measured" if m.family in families else "not yet reproduced")
                for m in table_rows(families) if s.methods is None or m.name in s.methods}
-    for family in families.values():
-        rows = [results[name] for name in family.methods if name in results]
-        if not rows:
-            continue
-        for row in rows:
-            count = family.params(row.method)
-            row.params_m, row.params_counts = count.millions, count.counts
-            row.weights = family.weights
-        for backend, precision in family.backends(s.device):
-            if s.backends is not None and backend_label(backend) not in s.backends:
+    jobs = [Job(name, results[method].method, backend_label(backend), precision)
+            for name, family in families.items() for method in family.methods if method in results
+            for backend, precision in family.backends(s.device)
+            if s.backends is None or backend_label(backend) in s.backends]
+    done: list[tuple[str, float]] = []
+    spawn = multiprocessing.get_context("spawn")
+    for index, job in enumerate(jobs):
+        report(f"[{index + 1}/{len(jobs)}] {job.method.name} on {job.backend} {job.precision.value} "
+               f"({_eta(done, jobs[index:])})")
+        start = time.perf_counter()
+        row = results[job.method.name]
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            try:
+                result, count, row.weights = pool.submit(measure_job, job, options[job.family], s).result()
+            except Exception as err:  # one backend failing (a compiler missing, out of memory) must not end the run
+                reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+                report(f"    failed: {type(err).__name__}: {reason}")
+                row.failures.append(f"{job.backend} {job.precision.value}: {type(err).__name__}")
                 continue
-            stage_cache: dict = {}  # stages are the same graphs for every row of a family
-            for row in rows:
-                report(f"{row.method.name} on {backend_label(backend)} {precision.value}")
-                runner = family.runner(row.method, backend, precision, s.device, s.batch)
-                row.backends.append(_measure(runner, backend, precision, s, stage_cache, report))
-                del runner
-                gc.collect()
-            family.release(backend)
+        row.params_m, row.params_counts = count.millions, count.counts
+        row.backends.append(result)
+        done.append((job.family, time.perf_counter() - start))
     return {"meta": _meta(s), "methods": [_as_dict(r) for r in results.values()]}
 
 
@@ -165,34 +212,10 @@ def _as_dict(r: MethodResult) -> dict:
 
 
 def _meta(s: BenchSettings) -> dict:
-    versions = {}
-    for name in ("torch", "onnxruntime", "onnx", "diffusers", "tensorrt", "numpy"):
-        try:
-            versions[name] = __import__(name).__version__
-        except Exception:  # absent or a broken stub: not part of this run
-            continue
-    device_name = platform.processor() or platform.machine()
-    try:
-        device_name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    if s.device == "cuda":
-        import torch
-
-        device_name = torch.cuda.get_device_name()
-    import os
-
-    from sr_runtime.version import TOOL_VERSION
-
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": s.device,
-        "device_name": device_name,
-        "cpu_count": os.cpu_count(),
+        **machine(s.device),
         "runs": s.runs,
         "warmup": s.warmup,
         "batch_large": s.batch,
-        "versions": versions,
-        "sr_export": TOOL_VERSION,
         "shape": "x4, 1x3x128x128 -> 1x3x512x512, batch 1",
     }

@@ -9,7 +9,7 @@ import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import click
 
@@ -18,8 +18,10 @@ from sr_runtime.manifest import TargetInfo
 from sr_runtime.precision import Precision
 
 from ..attention import Attention
-from ..graph_spec import GraphSpec
 from ..reporting import Report
+
+if TYPE_CHECKING:  # the CLI imports this module: no torch at import time
+    from ..graph_spec import GraphSpec
 
 AUTO = "auto"
 

@@ -12,6 +12,7 @@ from sr_runtime.manifest import FileRecord, GraphInfo, Manifest, TensorInfo
 from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION
 
+from ..attention import Attention
 from ..bundle import atomic_folder, bundle_target_problem, check_bundle_target, write_manifest
 from ..families.base import FamilySource
 from ..graph_spec import GraphSpec
@@ -37,6 +38,8 @@ class BuildOptions:
     strongly_typed: bool = False
     opt_level: int = 3
     workspace_gib: float | None = None
+    # How attention is exported (None: the backend's way); benchmarks give OpenVINO the plain graph.
+    attention: Attention | None = None
 
 
 def _tensor_infos(tensors, precision: Precision) -> list[TensorInfo]:
@@ -76,7 +79,7 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
     report(f"backend {backend}, precision {precision.value}, tile {opts.tile}, batch {opts.batch}, {plan.summary}")
     exported = backend.onnx_precision(precision, opts.strongly_typed)
     onnx_dir, exported, fallback = export_with_fallback(source, plan, exported, opts.tile, opts.opset,
-                                                        backend.attention, report)
+                                                        opts.attention or backend.attention, report)
     precision = Precision.FP32 if fallback else precision
     final = opts.output or default_bundle_path(plan.stem, backend.name, precision)
     settings = EngineSettings(precision, final.parent, opts.strongly_typed, opts.opt_level, opts.workspace_gib)

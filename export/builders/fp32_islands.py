@@ -1,7 +1,7 @@
 """The layers a weakly typed TensorRT 10 fp16 build keeps in fp32: where the fp16 ONNX export keeps fp32.
 
 TensorRT 10 with ``BuilderFlag.FP16`` builds from the fp32 graph and may run any layer in fp16. The
-fp16 export (onnx_export.py, stages.py) keeps three things in fp32, and so do we, by layer precision
+fp16 export (onnx_export.py, the families' stages) keeps four things in fp32, and so do we, by layer precision
 constraints (``layer.precision`` + ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS``):
 
 1. normalisations: every layer TensorRT made a normalization layer, and every layer inside a norm
@@ -10,7 +10,9 @@ constraints (``layer.precision`` + ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS``):
 2. the stage arithmetic around the networks, which the torch exporter names at the top level
    (``/Mul_3``, ``/Exp``): sigma scaling and the Euler update (UNet step), the posterior sample
    (VAE encoder, noise predictor), and the cheap input / output scaling;
-3. the scalar subgraph: layers whose float inputs all derive from the fp32 scalar inputs
+3. a VQ codebook lookup (``.../quantize/...``: ResShift's decoder): the distances and the argmin, where
+   near-ties flip codes in fp16;
+4. the scalar subgraph: layers whose float inputs all derive from the fp32 scalar inputs
    (timestep, sigma) or constants, e.g. the sinusoidal timestep embedding: sin(999 * f) in fp16
    would be noise (fp16 spacing at 999 is 0.5). This also pins the small time-embedding MLP, which
    the fp16 export runs in fp16: more precise, and negligible work.
@@ -26,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 NORM_SCOPE = re.compile(r"(^|/)[\w.]*norm[\w.]*/", re.IGNORECASE)
+QUANTIZE_SCOPE = re.compile(r"(^|/)quantize/")
 TOP_LEVEL = re.compile(r"^/[A-Za-z]+(_\d+)?$")
 NORMALIZATION = "NORMALIZATION"
 CONSTANT = "CONSTANT"
@@ -70,6 +73,7 @@ def fp32_layers(
             derived.update(layer.outputs)
         if not layer.float_outputs or layer.kind in UNCONSTRAINED:
             continue
-        if scalar or layer.kind == NORMALIZATION or NORM_SCOPE.search(layer.name) or TOP_LEVEL.match(layer.name):
+        if scalar or layer.kind == NORMALIZATION or TOP_LEVEL.match(layer.name) or any(
+                scope.search(layer.name) for scope in (NORM_SCOPE, QUANTIZE_SCOPE)):
             chosen.append(layer.name)
     return chosen

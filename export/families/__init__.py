@@ -7,9 +7,11 @@ from sr_runtime.errors import SRError
 
 from .base import ExportFamily
 from .invsr import InvSRExport
+from .resshift import ResShiftExport
 from .rrdbnet import RRDBNetExport
+from .s3diff import S3DiffExport
 
-FAMILIES: dict[str, ExportFamily] = {family.name: family for family in (InvSRExport(), RRDBNetExport())}
+FAMILIES: dict[str, ExportFamily] = {family.name: family for family in (InvSRExport(), RRDBNetExport(), ResShiftExport(), S3DiffExport())}
 
 
 def family_for_model(model: str) -> ExportFamily:

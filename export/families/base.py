@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 import numpy as np
@@ -35,8 +35,10 @@ from sr_runtime.graph_io import Dims
 from sr_runtime.manifest import CheckpointRecord, Manifest, PipelineInfo
 from sr_runtime.resources import ImageCost
 
-from ..graph_spec import GraphSpec
 from ..reporting import Report
+
+if TYPE_CHECKING:  # the CLI imports every plug-in: no torch at import time
+    from ..graph_spec import GraphSpec
 
 Options = Mapping[str, Any]  # option name (click's parameter name) -> value
 
@@ -45,8 +47,11 @@ Options = Mapping[str, Any]  # option name (click's parameter name) -> value
 class ImageRunner:
     """How the CLI upscales one image, with a bundle or a PyTorch reference."""
 
-    run: Callable[[np.ndarray, TileProgress | None], np.ndarray]  # (H,W,3) in [0,1] -> the SR image
+    # (H,W,3) in [0,1], progress, this image's own options (``paths`` formatted for it) -> the SR image
+    run: Callable[[np.ndarray, TileProgress | None, dict[str, Path]], np.ndarray]
     cost: Callable[[int, int], ImageCost]  # (height, width) -> its memory and tiles, before it starts
+    # Options that name a file the run writes per image (InvSR's --steps-map), "{stem}" standing for the image's.
+    paths: dict[str, Path] = field(default_factory=dict)
 
 
 def _no_files(folder: Path) -> list[Path]:
@@ -104,6 +109,7 @@ class ExportFamily(ABC):
     run_options: ClassVar[tuple[click.Option, ...]] = ()
     compare_options: ClassVar[tuple[click.Option, ...]] = ()
     bench_options: ClassVar[tuple[click.Option, ...]] = ()
+    bench_commands: ClassVar[tuple[click.Command, ...]] = ()  # its own `sr-export bench` reports
 
     def check_build(self, model: str, options: Options, tile: int) -> None:  # noqa: B027 (optional hook)
         """Cheap checks of the build options, before anything is loaded."""

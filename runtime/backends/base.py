@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -74,18 +74,23 @@ def buffer_specs(sessions: Mapping[str, EngineSession], plan: ChainPlan) -> dict
     return specs
 
 
-# A tile batch's host feeds (buffer name -> array with the tiles on axis 0) -> the result buffer.
-TileChain = Callable[[Mapping[str, np.ndarray]], np.ndarray]
-# (tiles, height, width) of a tile batch's LR tiles -> the plan for that batch.
-PlanFactory = Callable[[int, int, int], ChainPlan]
-TileShape = tuple[int, int, int]
+class TileChain(Protocol):
+    """Runs one tile batch: host feeds (buffer name -> array with the tiles on axis 0) -> the result
+    buffer. ``variant`` picks one of the family's chains over the same engines (InvSR: a step group)."""
+
+    def __call__(self, feeds: Mapping[str, np.ndarray], variant: int = 0) -> np.ndarray: ...
+
+
+# (variant, tiles, height, width) of a tile batch -> the plan for that batch.
+PlanFactory = Callable[[int, int, int, int], ChainPlan]
+PlanKey = tuple[int, int, int, int]
 LR_FEED = "lr"  # every family feeds its LR tiles (n, 3, h, w) under this name
 
 
-def tile_shape(feeds: Mapping[str, np.ndarray]) -> TileShape:
-    """The (tiles, height, width) a tile batch's plan is made for."""
+def plan_key(feeds: Mapping[str, np.ndarray], variant: int, batch: int | None = None) -> PlanKey:
+    """What a tile batch's plan is made for: (variant, tiles (or ``batch``, padded to), height, width)."""
     n, _, height, width = feeds[LR_FEED].shape
-    return n, height, width
+    return variant, batch or n, height, width
 
 
 class EngineSession(ABC):
@@ -107,8 +112,8 @@ class HostChain:
         self._sessions = sessions
         self._plans = plans
 
-    def __call__(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        plan = self._plans(*tile_shape(feeds))
+    def __call__(self, feeds: Mapping[str, np.ndarray], variant: int = 0) -> np.ndarray:
+        plan = self._plans(*plan_key(feeds, variant))
         buffers = {**plan.constants, **feeds}
         for call in plan.calls:
             outputs = self._sessions[call.graph].run({name: buffers[b] for name, b in call.inputs.items()})

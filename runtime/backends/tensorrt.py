@@ -1,6 +1,6 @@
 """TensorRT backend: deserialized plans chained on one CUDA stream, optionally as one CUDA graph.
 
-Per tile shape (batch, height, width) the chain binds everything once: one device buffer per named
+Per plan key (variant, batch, height, width) the chain binds everything once: one device buffer per named
 buffer of the plan (addresses fixed with set_tensor_address), one execution context per engine call
 (the UNet step is called N times over alternating latent buffers, so each call keeps its own
 bindings), and one scratch allocation shared by every context (USER_MANAGED contexts; the engines run
@@ -30,11 +30,11 @@ from .base import (
     ChainPlan,
     EngineSession,
     PlanFactory,
+    PlanKey,
     TileChain,
-    TileShape,
     buffer_specs,
     check_tensorrt_target,
-    tile_shape,
+    plan_key,
 )
 from .tensorrt_compat import check_supported, installed_version
 
@@ -142,8 +142,8 @@ class TensorRTBackend(Backend):
 
 
 class TrtChain:
-    """The TileChain: one bound plan per tile shape (a full batch, the last partial one, an image smaller
-    than a tile), all on one stream and one shared scratch allocation."""
+    """The TileChain: one bound plan per plan key (a variant, a full batch, the last partial one, an image
+    smaller than a tile), all on one stream and one shared scratch allocation."""
 
     def __init__(self, sessions: Mapping[str, TrtSession], plans: PlanFactory, cuda_graph: bool):
         self._sessions = sessions
@@ -151,15 +151,15 @@ class TrtChain:
         self._cuda_graph = cuda_graph
         self._stream = cuda.Stream()
         self._scratch = cuda.DeviceBuffer(max(s.scratch_size for s in sessions.values()))
-        self._bound: dict[TileShape, BoundPlan] = {}
+        self._bound: dict[PlanKey, BoundPlan] = {}
 
     @property
     def captured(self) -> bool:
-        """Whether every bound tile shape replays a CUDA graph."""
+        """Whether every bound plan replays a CUDA graph."""
         return bool(self._bound) and all(b.graph is not None for b in self._bound.values())
 
-    def __call__(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        key = tile_shape(feeds)
+    def __call__(self, feeds: Mapping[str, np.ndarray], variant: int = 0) -> np.ndarray:
+        key = plan_key(feeds, variant)
         if key not in self._bound:
             plan = self._plans(*key)
             self._bound[key] = BoundPlan(self._sessions, plan, self._stream, self._scratch, self._cuda_graph)

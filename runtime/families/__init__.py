@@ -5,9 +5,11 @@ from __future__ import annotations
 from ..errors import SRError
 from ..family import Family
 from .invsr import InvSRFamily
+from .resshift import ResShiftFamily
 from .rrdbnet import RRDBNetFamily
+from .s3diff import S3DiffFamily
 
-FAMILIES: dict[str, type[Family]] = {family.name: family for family in (InvSRFamily, RRDBNetFamily)}
+FAMILIES: dict[str, type[Family]] = {family.name: family for family in (InvSRFamily, RRDBNetFamily, ResShiftFamily, S3DiffFamily)}
 
 
 def family_class(name: str) -> type[Family]:

@@ -6,57 +6,51 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
 from sr_runtime.manifest import Manifest
 
 from ... import cli_options as shared
 from ...reporting import Report
 from ..base import ExportFamily, ImageRunner, Options
-
-STEPS = click.Option(["--steps"], type=int, default=None,
-                     help="Sampling steps (default: as many as --timesteps gives, else 1); 1-5 take the official "
-                          "timesteps, more need --timesteps.")
-TIMESTEPS = click.Option(["--timesteps"], multiple=True,
-                         help="Descending timesteps, e.g. '200,100' (default: the official set).")
-NOISE_PREDICTOR = shared.path_option("--noise-predictor", help="noise_predictor_sd_turbo_v5.pth")
-NOISE_PREDICTOR_CONFIG = shared.path_option(
-    "--noise-predictor-config", help="Official sampler YAML (model_start.params) or a flat YAML/JSON of the same keys.")
-CHECKPOINTS = (shared.SD_TURBO, NOISE_PREDICTOR, NOISE_PREDICTOR_CONFIG)
+from .adaptive_bench import adaptive_bench
+from .options import ADAPTIVE_THRESHOLDS, BUILD_STEPS, CHECKPOINTS, RUN_STEPS, STEPS_MAP, TIMESTEPS
 
 
-def _cli_timesteps(options: Options) -> tuple[int, ...]:
-    from .schedule import parse_timesteps, resolve_timesteps
+def _groups(options: Options, run_steps: bool = False) -> tuple[tuple[int, ...], ...]:
+    """The step groups the options ask for: a build's ``--steps``, or a reference's ``--steps`` (auto: the
+    adaptive set) with ``--timesteps``."""
+    from .schedule import ADAPTIVE, parse_timesteps, step_groups
 
-    timesteps = parse_timesteps(options["timesteps"])
-    steps = options["steps"] if options["steps"] is not None else len(timesteps or (1,))
-    return resolve_timesteps(steps, timesteps)
+    steps = options["steps"]
+    if run_steps:
+        steps = ADAPTIVE if steps == "auto" else steps
+    return step_groups(None if steps is None else str(steps), parse_timesteps(options["timesteps"]))
 
 
 class InvSRExport(ExportFamily):
     name = "invsr"
     title = "InvSR"
     models = ("invsr",)
-    build_options = (STEPS, TIMESTEPS, *CHECKPOINTS)
-    reference_options = (STEPS, TIMESTEPS, *CHECKPOINTS, shared.REFERENCE_TILE, shared.REFERENCE_BATCH,
-                         shared.DEVICE, shared.DTYPE)
-    run_options = (shared.COLOR_FIX, shared.SEED)
+    build_options = (BUILD_STEPS, TIMESTEPS, *CHECKPOINTS)
+    reference_options = (TIMESTEPS, *CHECKPOINTS, shared.REFERENCE_TILE, shared.REFERENCE_BATCH, shared.DEVICE,
+                         shared.DTYPE)
+    run_options = (shared.COLOR_FIX, shared.SEED, RUN_STEPS, ADAPTIVE_THRESHOLDS, STEPS_MAP)
     compare_options = (shared.path_option(
         "--noise-predictor-config",
         help="The config the bundle was built with, to build the reference (default: the YAML beside the .pth)."),)
     bench_options = CHECKPOINTS
+    bench_commands = (adaptive_bench,)
 
     def check_build(self, model: str, options: Options, tile: int) -> None:
         from sr_runtime.families.invsr.section import check_tile_size
 
-        _cli_timesteps(options)
+        _groups(options)
         check_tile_size(tile)
 
     def source(self, model: str, options: Options, report: Report):
         from .source import resolve_source
 
         return resolve_source(options["sd_turbo"], options["noise_predictor"], options["noise_predictor_config"],
-                              _cli_timesteps(options), report=report)
+                              _groups(options), report=report)
 
     def reference(self, model: str, options: Options, report: Report) -> ImageRunner:
         from sr_runtime.families.invsr.image_loop import UpscaleSettings, image_cost
@@ -68,18 +62,25 @@ class InvSRExport(ExportFamily):
         from .schedule import build_schedule
         from .source import resolve_source
 
-        settings = UpscaleSettings(tile=options["tile"], batch=options["batch"], color_fix=options["color_fix"],
-                                   seed=options["seed"])
+        def settings(**per_image) -> UpscaleSettings:
+            run = {name: options[name] for name in ("color_fix", "seed", "steps", "adaptive_thresholds", "steps_map")}
+            return UpscaleSettings(tile=options["tile"], batch=options["batch"], **{**run, **per_image})
+
+        settings()  # bad options fail before anything is loaded
         check_torch_device(options["device"])
         source = resolve_source(options["sd_turbo"], options["noise_predictor"], options["noise_predictor_config"],
-                                _cli_timesteps(options), allow_demo=False, report=report)
-        schedule = build_schedule(source.components.scheduler_config, source.cli_timesteps)
-        report(f"timesteps {list(schedule.cli_timesteps)}, sigmas {[round(s, 6) for s in schedule.sigmas]}")
-        reference = InvSRReference(source.components, schedule, device=options["device"],
+                                _groups(options, run_steps=True), allow_demo=False, report=report)
+        schedules = [build_schedule(source.components.scheduler_config, g) for g in source.groups]
+        for schedule in schedules:
+            report(f"timesteps {list(schedule.cli_timesteps)}, sigmas {[round(s, 6) for s in schedule.sigmas]}")
+        reference = InvSRReference(source.components, schedules, device=options["device"],
                                    dtype=TORCH_DTYPES[Precision(options["dtype"])])
         geometry = source.components.geometry
-        return ImageRunner(lambda image, progress: reference.upscale(image, settings, progress),
-                           lambda height, width: image_cost(height, width, settings.tile, geometry, settings.color_fix))
+        return ImageRunner(
+            lambda image, progress, per_image: reference.upscale(image, settings(**per_image), progress),
+            lambda height, width: image_cost(height, width, options["tile"], geometry, options["color_fix"]),
+            {"steps_map": options["steps_map"]} if options["steps_map"] else {},
+        )
 
     def reference_source(self, manifest: Manifest, options: Options, report: Report):
         from .source import resolve_source
@@ -87,8 +88,8 @@ class InvSRExport(ExportFamily):
         ck = manifest.checkpoints
         np_path = Path(ck["noise_predictor"].path)
         config = options["noise_predictor_config"] or next(np_path.parent.glob("*.yaml"), None)
-        return resolve_source(ck["sd_turbo"].path, np_path, config, tuple(manifest.section.cli_timesteps),
-                              allow_demo=False, report=report)
+        groups = tuple(tuple(g.cli_timesteps) for g in manifest.section.groups)
+        return resolve_source(ck["sd_turbo"].path, np_path, config, groups, allow_demo=False, report=report)
 
     def bench(self, options: Options, report: Report):
         from .bench import InvSRBench

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.families.invsr.image_loop import UpscaleSettings
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...builders.bundle_builder import BuildOptions, build_bundle
+from ...bench.peers import bench_upscaler
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
@@ -28,6 +27,7 @@ STAGE_LABELS = {
     "vae_decoder": "VAE decoder",
 }
 LARGE_TILES = 49  # 512 px at tile 128, stride 64: 7 x 7
+HOST_BACKENDS = ("onnxruntime-cpu", "openvino-cpu")  # their stages run on host arrays anyway
 
 
 def full_random_checkpoints(report: Report) -> tuple[Path, Path, Path]:
@@ -58,7 +58,7 @@ class InvSRBench(bench.BenchFamily):
     def source(self) -> InvSRSource:
         if self._source is None:
             sd, pth, config = self._checkpoints or full_random_checkpoints(self._report)
-            self._source = resolve_source(sd, pth, config, DEFAULT_TIMESTEPS[1], allow_demo=False,
+            self._source = resolve_source(sd, pth, config, (DEFAULT_TIMESTEPS[1],), allow_demo=False,
                                           report=self._report)
         return self._source
 
@@ -73,20 +73,14 @@ class InvSRBench(bench.BenchFamily):
 
     def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
                batch: int) -> bench.Runner:
-        source = self.source.with_timesteps(DEFAULT_TIMESTEPS[method.steps])
+        source = self.source.with_groups(DEFAULT_TIMESTEPS[method.steps])
         rng = np.random.default_rng(0)
         lr = rng.random((1, 3, bench.TILE, bench.TILE), dtype=np.float32)
         zeros = np.zeros(source.components.geometry.latent_shape(1, bench.TILE), np.float32)
         large_image = rng.random((bench.LARGE, bench.LARGE, 3), dtype=np.float32)
         if isinstance(backend, bench.TorchMode):
             return self._torch_runner(source, backend, precision, device, batch, lr, zeros, large_image)
-        opts = BuildOptions(
-            backend=backend.name, precision=precision, tile=bench.TILE, batch=batch,
-            output=cache_root() / "bench-bundles" / f"invsr-s{method.steps}-{backend}-{precision.value}-b{batch}",
-        )
-        from sr_runtime.pipeline import Upscaler
-
-        upscaler = Upscaler.from_bundle(build_bundle(source, opts, report=self._report), options=RuntimeOptions())
+        upscaler = bench_upscaler(source, backend, precision, bench.TILE, batch, f"invsr-s{method.steps}", self._report)
         inputs = self._inputs(precision)
         stages = []
         for spec in GRAPHS:
@@ -99,12 +93,12 @@ class InvSRBench(bench.BenchFamily):
             stages=stages,
             large=lambda: upscaler.upscale(large_image),
             large_tiles=LARGE_TILES,
-            note="stages timed through host arrays" if backend.name != "onnxruntime-cpu" else "",
+            note="" if bench.backend_label(backend) in HOST_BACKENDS else "stages timed through host arrays",
         )
 
     def _torch_runner(self, source: InvSRSource, mode: bench.TorchMode, precision: Precision, device: str, batch: int,
                       lr, zeros, large_image) -> bench.Runner:
-        schedule = build_schedule(source.components.scheduler_config, source.cli_timesteps)
+        schedule = build_schedule(source.components.scheduler_config, source.groups[0])
         reference = InvSRReference(source.components, schedule, device=device, dtype=TORCH_DTYPES[precision])
         modules = {
             "vae_encoder": reference.encoder,
@@ -136,11 +130,3 @@ class InvSRBench(bench.BenchFamily):
             large=lambda: reference.upscale(large_image, settings),
             large_tiles=LARGE_TILES,
         )
-
-    def release(self, backend: bench.BenchBackend) -> None:
-        if isinstance(backend, bench.TorchMode) and torch.cuda.is_available():
-            components = self.source.components
-            components.sd_turbo.unet.to("cpu")
-            components.sd_turbo.vae.to("cpu")
-            components.noise_predictor.to("cpu")
-            torch.cuda.empty_cache()

@@ -7,6 +7,7 @@ It chains the torch stages of ``stages.py`` over the tiles produced by the runti
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,12 +81,13 @@ class InvSRReference:
     def __init__(
         self,
         components: InvSRComponents,
-        schedule: Schedule,
+        schedules: Schedule | Sequence[Schedule],
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
     ):
         sd = components.sd_turbo
-        self.schedule = schedule
+        # The step groups it can run, fewest steps first (one for the official sampler's uniform runs).
+        self.schedules = [schedules] if isinstance(schedules, Schedule) else sorted(schedules, key=lambda s: s.steps)
         self.geometry = components.geometry
         self.device = torch.device(device)
         self.dtype = dtype
@@ -112,12 +114,13 @@ class InvSRReference:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     @torch.inference_mode()
-    def run_tiles(self, lr: np.ndarray, predictor_noise: np.ndarray, vae_noise: np.ndarray) -> np.ndarray:
-        """LR tiles (n,3,P,P) in [0,1] -> SR tiles (n,3,4P,4P) in [0,1], float32 numpy."""
+    def run_tiles(self, lr: np.ndarray, predictor_noise: np.ndarray, vae_noise: np.ndarray, group: int = 0) -> np.ndarray:
+        """LR tiles (n,3,P,P) in [0,1] -> SR tiles (n,3,4P,4P) in [0,1], float32 numpy, through the
+        schedule of step group ``group``."""
         to = {"device": self.device, "dtype": self.dtype}
         lr_t = torch.from_numpy(lr).to(**to)
         z_lr = self.encoder(lr_t, torch.from_numpy(vae_noise).to(**to))
-        s = self.schedule
+        s = self.schedules[group]
         with self._autocast():
             latent = self.predictor(
                 lr_t,
@@ -137,4 +140,5 @@ class InvSRReference:
         settings: UpscaleSettings,
         on_tiles_done: TileProgress | None = None,
     ) -> np.ndarray:
-        return upscale_array(image, self.run_tiles, settings, self.schedule.steps, self.geometry, on_tiles_done)
+        return upscale_array(image, self.run_tiles, settings, [s.steps for s in self.schedules], self.geometry,
+                             on_tiles_done)

@@ -24,6 +24,11 @@ DEFAULT_TIMESTEPS: dict[int, tuple[int, ...]] = {
 }
 
 NUM_TRAIN_TIMESTEPS = 1000
+# The noise predictor is trained at these first timesteps only (the official trainer's train.timesteps):
+# every group of a patch-adaptive bundle starts at one of them.
+PREDICTOR_TIMESTEPS = (250, 200, 150, 100)
+ADAPTIVE = "adaptive"
+ADAPTIVE_STEPS = (1, 3, 5)  # --steps adaptive: the official sets for 1, 3 and 5 steps
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,35 @@ def resolve_timesteps(steps: int, timesteps: Sequence[int] | None = None) -> tup
     if steps not in DEFAULT_TIMESTEPS:
         raise SRError(f"InvSR has default timesteps for 1-5 steps only; give --timesteps for {steps} steps")
     return DEFAULT_TIMESTEPS[steps]
+
+
+def step_groups(steps: str | None, timesteps: Sequence[int] | None = None) -> tuple[tuple[int, ...], ...]:
+    """The schedules a build runs: ``--steps N`` (or ``--timesteps``) gives one, ``--steps 1,3,5`` one per
+    count (the official sets) and ``--steps adaptive`` the sets for 1, 3 and 5 steps."""
+    if steps is None or "," not in steps and steps != ADAPTIVE:
+        try:
+            count = int(steps) if steps is not None else len(timesteps or (1,))
+        except ValueError:
+            raise SRError(f"--steps takes a number, a list such as 1,3,5, or {ADAPTIVE}; got {steps!r}") from None
+        return (resolve_timesteps(count, timesteps),)
+    if timesteps:
+        raise SRError("--timesteps sets one schedule; with several step groups each takes the official set")
+    try:
+        counts = ADAPTIVE_STEPS if steps == ADAPTIVE else tuple(int(n) for n in steps.split(","))
+    except ValueError:
+        raise SRError(f"--steps takes a number, a list such as 1,3,5, or {ADAPTIVE}; got {steps!r}") from None
+    return check_groups(tuple(resolve_timesteps(n) for n in counts))
+
+
+def check_groups(groups: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
+    """Several groups: distinct step counts, fewest first, each starting where the noise predictor was trained."""
+    counts = [len(g) for g in groups]
+    if len(set(counts)) != len(counts):
+        raise SRError(f"step groups must differ in their step counts, got {counts}")
+    if len(groups) > 1 and (bad := [g for g in groups if g[0] not in PREDICTOR_TIMESTEPS]):
+        raise SRError(f"each step group must start at a timestep the noise predictor was trained at "
+                      f"({', '.join(map(str, PREDICTOR_TIMESTEPS))}); {list(bad[0])} starts at {bad[0][0]}")
+    return tuple(sorted(groups, key=len))
 
 
 def sigma_table(scheduler_config: dict) -> np.ndarray:

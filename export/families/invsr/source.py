@@ -13,7 +13,7 @@ from sr_runtime.bundle_check import sha256_file
 from sr_runtime.errors import SRError
 from sr_runtime.families.invsr.family import PROMPT_EMBEDS_NAME
 from sr_runtime.families.invsr.graphs import dims
-from sr_runtime.families.invsr.section import SCALE, InvSRSection, check_tile
+from sr_runtime.families.invsr.section import SCALE, InvSRSection, StepGroup, check_tile
 from sr_runtime.manifest import CheckpointRecord, PipelineInfo
 from sr_runtime.version import TOOL_VERSION
 
@@ -23,7 +23,7 @@ from ..base import BuildPlan, FamilySource
 from .graphs import GRAPHS
 from .locate import find_checkpoints
 from .reference import InvSRComponents, load_components
-from .schedule import DEFAULT_TIMESTEPS, build_schedule, resolve_timesteps
+from .schedule import DEFAULT_TIMESTEPS, build_schedule, check_groups, resolve_timesteps
 
 FAMILY = "invsr"
 
@@ -34,17 +34,18 @@ class InvSRSource(FamilySource):
     demo: bool
     checkpoints: dict[str, CheckpointRecord] = field(default_factory=dict)
     noise_predictor_config: str | None = None  # the config's text, part of the fingerprint
-    cli_timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS[1]  # the schedule the bundle runs
+    # The schedules the bundle runs (their user timesteps), fewest steps first.
+    groups: tuple[tuple[int, ...], ...] = (DEFAULT_TIMESTEPS[1],)
 
     def __post_init__(self):
-        self.cli_timesteps = resolve_timesteps(len(self.cli_timesteps), self.cli_timesteps)  # checked, descending
+        self.groups = check_groups(tuple(resolve_timesteps(len(g), g) for g in self.groups))  # checked, descending
 
     @property
     def name(self) -> str:
         return "invsr-demo" if self.demo else "invsr"
 
-    def with_timesteps(self, cli_timesteps: tuple[int, ...]) -> InvSRSource:
-        return replace(self, cli_timesteps=tuple(cli_timesteps))
+    def with_groups(self, *groups: tuple[int, ...]) -> InvSRSource:
+        return replace(self, groups=tuple(tuple(g) for g in groups))
 
     def fingerprint(self) -> str:
         checkpoints = {name: record.sha256 for name, record in self.checkpoints.items()}
@@ -57,15 +58,13 @@ class InvSRSource(FamilySource):
 
         geometry = self.components.geometry
         check_tile(tile, geometry)
-        schedule = build_schedule(self.components.scheduler_config, self.cli_timesteps)
+        schedules = [build_schedule(self.components.scheduler_config, g) for g in self.groups]
         with torch.inference_mode():
             embeds = encode_prompt(self.components.sd_turbo).float().cpu().numpy()
         section = InvSRSection(
             geometry=geometry,
             latent_scale=self.components.latent_scale,
-            cli_timesteps=list(schedule.cli_timesteps),
-            timesteps=list(schedule.timesteps),
-            sigmas=list(schedule.sigmas),
+            groups=[StepGroup(list(s.cli_timesteps), list(s.timesteps), list(s.sigmas)) for s in schedules],
             prompt=POSITIVE_PROMPT,
             embed_shape=list(embeds.shape),
         )
@@ -74,8 +73,8 @@ class InvSRSource(FamilySource):
             dims=lambda n: dims(n, tile, geometry, embeds.shape),
             pipeline=PipelineInfo(family=FAMILY, scale=SCALE, tile=tile, batch=batch),
             section=section,
-            stem=f"{self.name}-s{schedule.steps}",
-            summary=f"timesteps {list(schedule.cli_timesteps)}",
+            stem=f"{self.name}-s{'-'.join(str(s.steps) for s in schedules)}",
+            summary=f"timesteps {' / '.join(str(list(s.cli_timesteps)) for s in schedules)}",
             write_files=lambda folder: _save(folder / PROMPT_EMBEDS_NAME, embeds),
         )
 
@@ -101,7 +100,7 @@ def demo_checkpoints() -> tuple[Path, Path]:
 
 
 def load_source(sd_path: Path, np_path: Path, config: str | Path | None, demo: bool, report: Report,
-                cli_timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS[1]) -> InvSRSource:
+                groups: tuple[tuple[int, ...], ...] = (DEFAULT_TIMESTEPS[1],)) -> InvSRSource:
     from .sd_turbo import resolve_sd_turbo_folder, weight_files
 
     report(f"loading SD-Turbo from {sd_path} and the noise predictor from {np_path}")
@@ -114,15 +113,15 @@ def load_source(sd_path: Path, np_path: Path, config: str | Path | None, demo: b
         "noise_predictor": CheckpointRecord(str(np_path), {np_path.name: sha256_file(np_path)}),
     }
     config_text = Path(config).read_text() if config else None
-    return InvSRSource(components, demo, checkpoints, config_text, tuple(cli_timesteps))
+    return InvSRSource(components, demo, checkpoints, config_text, groups)
 
 
-def resolve_source(sd_turbo, noise_predictor, noise_predictor_config, cli_timesteps: tuple[int, ...],
+def resolve_source(sd_turbo, noise_predictor, noise_predictor_config, groups: tuple[tuple[int, ...], ...],
                    allow_demo: bool = True, report: Report = print) -> InvSRSource:
     """The given checkpoints, else the default places, else (``allow_demo``) the demo model."""
     found = find_checkpoints(sd_turbo, noise_predictor)
     if found is not None:
-        return load_source(*found, noise_predictor_config, False, report, cli_timesteps)
+        return load_source(*found, noise_predictor_config, False, report, groups)
     if not allow_demo:
         raise SRError("no checkpoints found: pass --sd-turbo DIR and --noise-predictor PTH")
     report(
@@ -130,4 +129,4 @@ def resolve_source(sd_turbo, noise_predictor, noise_predictor_config, cli_timest
         "./weights); building the built-in DEMO model with random weights: its outputs are NOT meaningful"
     )
     sd_path, np_path = demo_checkpoints()
-    return load_source(sd_path, np_path, next(np_path.parent.glob("*.yaml"), None), True, report, cli_timesteps)
+    return load_source(sd_path, np_path, next(np_path.parent.glob("*.yaml"), None), True, report, groups)

@@ -10,7 +10,7 @@ from sr_runtime.manifest import Manifest
 from ... import cli_options as shared
 from ...reporting import Report
 from ..base import ExportFamily, ImageRunner, Options
-from .model import LAYOUTS
+from .layouts import LAYOUTS
 
 OVERLAP = click.Option(["--overlap"], type=int, default=None,
                        help="LR px of context around each tile, cropped from its output (default 16).")
@@ -50,7 +50,7 @@ class RRDBNetExport(ExportFamily):
         check_torch_device(options["device"])
         source = resolve_rrdbnet_source(model, options["checkpoint"], allow_demo=False, report=report)
         reference = RRDBNetReference(source.components, options["device"], TORCH_DTYPES[Precision(options["dtype"])])
-        return ImageRunner(reference.upscale, reference.cost)
+        return ImageRunner(lambda image, progress, per_image: reference.upscale(image, progress), reference.cost)
 
     def reference_source(self, manifest: Manifest, options: Options, report: Report):
         from .source import resolve_rrdbnet_source

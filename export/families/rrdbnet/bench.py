@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.manifest import CheckpointRecord
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...builders.bundle_builder import BuildOptions, build_bundle
-from ...cache import cache_root
+from ...bench.peers import bench_upscaler
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
-from .model import BSRGAN, OFFICIAL_CONFIG, REALESRGAN, RRDBNet
+from .layouts import BSRGAN, REALESRGAN
+from .model import OFFICIAL_CONFIG, RRDBNet
 from .source import RRDBNetSource
 
 ROWS = {"RealESRGAN": REALESRGAN, "BSRGAN": BSRGAN}
@@ -64,11 +63,7 @@ class RRDBNetBench(bench.BenchFamily):
         model = ROWS[method.name]
         source = RRDBNetSource(model, self.module.float(), demo=False,
                                checkpoints={model: CheckpointRecord("random weights", {"seed": "0"})})
-        opts = BuildOptions(backend=backend.name, precision=precision, tile=bench.TILE, batch=batch,
-                            output=cache_root() / "bench-bundles" / f"{model}-{backend}-{precision.value}-b{batch}")
-        from sr_runtime.pipeline import Upscaler
-
-        upscaler = Upscaler.from_bundle(build_bundle(source, opts, report=self._report), options=RuntimeOptions())
+        upscaler = bench_upscaler(source, backend, precision, bench.TILE, batch, model, self._report)
         session = upscaler.sessions["rrdbnet"]
         tile_in = {"lr": image.transpose(2, 0, 1)[None].copy()}
         return bench.Runner(
@@ -77,8 +72,3 @@ class RRDBNetBench(bench.BenchFamily):
             large=lambda: upscaler.upscale(large_image),
             large_tiles=LARGE_TILES,
         )
-
-    def release(self, backend: bench.BenchBackend) -> None:
-        if torch.cuda.is_available() and self._module is not None:
-            self._module.to("cpu")
-            torch.cuda.empty_cache()

@@ -31,6 +31,7 @@ from torch import nn
 from sr_runtime.errors import SRError
 
 from ...checkpoints import load_checkpoint_dict, strip_wrapper_prefixes
+from .layouts import BSRGAN, LAYOUTS, REALESRGAN
 
 NEGATIVE_SLOPE = 0.2
 RESIDUAL_SCALE = 0.2
@@ -38,10 +39,6 @@ DENSE_CONVS = 5
 DENSE_BLOCKS = 3  # rdb1..rdb3 per RRDB
 
 # Checkpoint layouts: how each release names the tensors of the same network.
-REALESRGAN = "realesrgan"
-BSRGAN = "bsrgan"
-LAYOUTS = (REALESRGAN, BSRGAN)
-CHECKPOINT_FILES = {REALESRGAN: "RealESRGAN_x4plus.pth", BSRGAN: "BSRGAN.pth"}
 # BasicSR trains with an EMA copy of the generator; Real-ESRGAN's inference prefers it, then "params".
 PARAM_WRAPPERS = ("params_ema", "params")
 

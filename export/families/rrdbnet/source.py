@@ -18,7 +18,8 @@ from ...cache import DEMO_SEED, cache_root, cached_folder
 from ...reporting import Report
 from ..base import BuildPlan, FamilySource
 from .graphs import GRAPHS
-from .model import BSRGAN, CHECKPOINT_FILES, LAYOUTS, REALESRGAN, RRDBNet, load_rrdbnet, write_random_rrdbnet
+from .layouts import BSRGAN, CHECKPOINT_FILES, LAYOUTS, REALESRGAN
+from .model import RRDBNet, load_rrdbnet, write_random_rrdbnet
 
 # LR px of real context kept on each side of a tile's output: seams vanish once it covers the receptive
 # field that matters; 16 is what Real-ESRGAN users settle on (its --tile_pad is 10).

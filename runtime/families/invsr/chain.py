@@ -8,7 +8,7 @@ import numpy as np
 from ...backends.base import ChainPlan
 from ...graph_io import Call
 from .graphs import NOISE_PREDICTOR, UNET_STEP, VAE_DECODER, VAE_ENCODER, dims
-from .section import InvSRSection
+from .section import InvSRSection, StepGroup
 
 # Host data per tile batch, in the order Upscaler.run_tiles takes it.
 FEEDS = ("lr", "predictor_noise", "vae_noise")
@@ -34,12 +34,12 @@ def invsr_calls(steps: int) -> tuple[Call, ...]:
     return tuple(calls)
 
 
-def invsr_plan(section: InvSRSection, tile: int, prompt_embeds: np.ndarray, batch: int) -> ChainPlan:
-    """The engine calls of one batch of ``batch`` tiles, with the bundle's constants."""
+def invsr_plan(section: InvSRSection, group: StepGroup, tile: int, prompt_embeds: np.ndarray, batch: int) -> ChainPlan:
+    """The engine calls of one batch of ``batch`` tiles through ``group``'s schedule, with the bundle's constants."""
     constants = {
-        **{f"t{i}": _scalar(t) for i, t in enumerate(section.timesteps)},
-        **{f"sigma{i}": _scalar(s) for i, s in enumerate(section.sigmas)},
+        **{f"t{i}": _scalar(t) for i, t in enumerate(group.timesteps)},
+        **{f"sigma{i}": _scalar(s) for i, s in enumerate(group.sigmas)},
         "prompt_embeds": np.repeat(prompt_embeds, batch, axis=0),
     }
     sizes = dims(batch, tile, section.geometry, prompt_embeds.shape)
-    return ChainPlan(batch, invsr_calls(section.steps), constants, FEEDS, "image", sizes)
+    return ChainPlan(batch, invsr_calls(group.steps), constants, FEEDS, "image", sizes)

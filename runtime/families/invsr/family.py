@@ -45,30 +45,38 @@ class InvSRFamily(Family):
         super().__init__(bundle, manifest)
         self.prompt_embeds = load_prompt_embeds(self.bundle, self.section)
 
-    def plan(self, batch: int, height: int, width: int) -> ChainPlan:
+    def check_options(self, options: InvSROptions) -> None:
+        options.group(self.section.group_steps)
+
+    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
         if (height, width) != self.tile_shape:
             raise SRError(f"InvSR engines take {self.tile_shape} tiles, got {height}x{width}")
-        return invsr_plan(self.section, self.manifest.pipeline.tile, self.prompt_embeds, batch)
+        if not 0 <= variant < len(self.section.groups):
+            raise SRError(f"this bundle has {len(self.section.groups)} step group(s), not a group {variant}")
+        return invsr_plan(self.section, self.section.groups[variant], self.manifest.pipeline.tile, self.prompt_embeds,
+                          batch)
 
     def upscale(self, image: np.ndarray, chain: TileChain, options: InvSROptions,
                 on_tiles_done: TileProgress | None) -> np.ndarray:
         p = self.manifest.pipeline
 
-        def run_tiles(lr: np.ndarray, predictor_noise: np.ndarray, vae_noise: np.ndarray) -> np.ndarray:
+        def run_tiles(lr: np.ndarray, predictor_noise: np.ndarray, vae_noise: np.ndarray, group: int) -> np.ndarray:
             feeds = {"lr": lr, "predictor_noise": predictor_noise, "vae_noise": vae_noise}
-            return np.asarray(chain(feeds), dtype=np.float32)
+            return np.asarray(chain(feeds, group), dtype=np.float32)
 
         settings = UpscaleSettings(tile=p.tile, batch=p.batch, **asdict(options))
-        return upscale_array(image, run_tiles, settings, self.section.steps, self.section.geometry, on_tiles_done)
+        return upscale_array(image, run_tiles, settings, self.section.group_steps, self.section.geometry,
+                             on_tiles_done)
 
     def cost(self, height: int, width: int, options: InvSROptions) -> ImageCost:
         return image_cost(height, width, self.manifest.pipeline.tile, self.section.geometry, options.color_fix)
 
     def describe(self) -> list[str]:
         s = self.section
+        groups = [f"steps {g.steps}: timesteps {g.cli_timesteps}, sigmas {[round(v, 6) for v in g.sigmas]}"
+                  for g in s.groups]
         return [
-            f"timesteps   {s.cli_timesteps}  (t = {s.timesteps})",
-            f"sigmas      {[round(v, 6) for v in s.sigmas]}",
+            *(f"{'groups' if i == 0 else '':12s}{line}" for i, line in enumerate(groups)),
             f"geometry    {s.geometry.latent_channels} latent channels, VAE factor {s.geometry.vae_factor}, "
             f"LR padded to multiples of {s.geometry.pad_multiple}",
         ]

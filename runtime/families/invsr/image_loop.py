@@ -1,28 +1,35 @@
 """The image-level loop of InvSR, shared by the PyTorch reference and the engine runtime.
 
-pad -> tiles -> (per batch of tiles: the network chain) -> Gaussian blend -> crop -> colour fix.
-Only the network chain differs between the two sides; it is passed in as ``run_tiles``.
+pad -> tiles -> (per batch of tiles: the network chain of a step group) -> Gaussian blend -> crop ->
+colour fix. Only the network chain differs between the two sides; it is passed in as ``run_tiles``.
+All tiles run one group (uniform, the official sampler), or each its own (``--steps auto``, adaptive.py).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ...color import apply_color_fix, check_color_fix
+from ...color import apply_color_fix, color_fix_method
 from ...errors import SRError
 from ...family import TileProgress
 from ...resources import ImageCost
 from ...tiling import TileBlender, check_rgb_image, crop_output, iter_tile_batches, pad_image, plan_tiles
+from .adaptive import plan_groups, run_adaptive, write_steps_map
+from .difficulty import check_thresholds, default_thresholds
 from .noise import PosteriorNoise
 from .section import SCALE, Geometry, check_tile
 
 MAX_SEED = 2**63 - 1
+AUTO = "auto"
+log = logging.getLogger(__name__)
 
-# (LR tiles (n,3,P,P) float32 in [0,1], predictor noise, VAE noise) -> SR tiles (n,3,4P,4P) in [0,1]
-TileRunner = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# (LR tiles (n,3,P,P) float32 in [0,1], predictor noise, VAE noise, step group) -> SR tiles (n,3,4P,4P)
+TileRunner = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -31,12 +38,36 @@ class InvSROptions:
 
     color_fix: str | None = None  # "wavelet" or "ycbcr", as the official --color_fix
     seed: int | None = None  # sample both posteriors with this seed; None: their means
+    # A step group by its step count, "auto" (each tile the group its difficulty asks for), or None: the only
+    # group of a one-schedule bundle, auto for one with several.
+    steps: int | str | None = None
+    adaptive_thresholds: tuple[float, ...] | None = None  # difficulty thresholds between groups (auto)
+    steps_map: str | Path | None = None  # a PNG showing each tile's group
 
     def __post_init__(self):
-        check_color_fix(self.color_fix)
+        color_fix_method(self.color_fix)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
                                       or not 0 <= self.seed <= MAX_SEED):
             raise SRError(f"seed {self.seed!r} must be an integer from 0 to {MAX_SEED}")
+        if self.steps is not None and self.steps != AUTO and (isinstance(self.steps, bool)
+                                                              or not isinstance(self.steps, int) or self.steps < 1):
+            raise SRError(f"steps {self.steps!r} must be a positive number of steps or {AUTO!r}")
+
+    def group(self, group_steps: list[int]) -> int | None:
+        """The index of the group every tile runs, or None for patch-adaptive sampling."""
+        if self.steps == AUTO or (self.steps is None and len(group_steps) > 1):
+            check_thresholds(self.thresholds(len(group_steps)), len(group_steps))
+            return None
+        if self.adaptive_thresholds is not None:
+            raise SRError("adaptive thresholds go with --steps auto")
+        if self.steps is None:
+            return 0
+        if self.steps not in group_steps:
+            raise SRError(f"steps {self.steps}: this model runs step groups of {', '.join(map(str, group_steps))} steps")
+        return group_steps.index(self.steps)
+
+    def thresholds(self, groups: int) -> tuple[float, ...]:
+        return tuple(self.adaptive_thresholds) if self.adaptive_thresholds is not None else default_thresholds(groups)
 
 
 @dataclass(frozen=True)
@@ -56,35 +87,51 @@ def image_cost(height: int, width: int, tile: int, geometry: Geometry, color_fix
     sr_tile, sr_width = SCALE * tile, SCALE * plan.padded_width
     band = (sr_tile + SCALE * plan.stride) * sr_width * 4 * 8 + 2 * 3 * sr_tile * sr_tile * 8
     sr_pixels = SCALE * plan.padded_height * sr_width
-    return ImageCost(BYTES_PER_SR_PIXEL[color_fix] * sr_pixels + band, len(plan.starts))
+    return ImageCost(BYTES_PER_SR_PIXEL[color_fix_method(color_fix)] * sr_pixels + band, len(plan.starts))
 
 
 def upscale_array(
     image: np.ndarray,
     run_tiles: TileRunner,
     settings: UpscaleSettings,
-    steps: int,
+    group_steps: list[int],
     geometry: Geometry,
     on_tiles_done: TileProgress | None = None,
 ) -> np.ndarray:
     """``image`` (H,W,3) float32 in [0,1] -> (4H,4W,3) float32 in [0,1].
 
-    ``steps`` is the number of Euler steps of ``run_tiles``: the seeded noise stream depends on it.
-    ``on_tiles_done(done, total)`` is called after each batch, for progress bars.
+    ``group_steps``: the Euler steps of each group ``run_tiles`` can run (the seeded noise stream of a
+    uniform run depends on it). ``on_tiles_done(done, total)`` is called after each batch, for progress bars.
     """
     check_tile(settings.tile, geometry)
     check_rgb_image(image)
+    group = settings.group(group_steps)
     lr = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
     plan = plan_tiles(lr.shape[1], lr.shape[2], tile=settings.tile, scale=SCALE, multiple=geometry.pad_multiple)
     padded = pad_image(lr, plan)
     blender = TileBlender(plan, channels=3)
+    if group is None:
+        groups = plan_groups(padded, plan, settings.thresholds(len(group_steps)))
+        log.info("adaptive steps, %s", groups.summary(group_steps))
+        run_adaptive(padded, plan, groups, run_tiles, settings.batch, geometry, settings.seed, blender, on_tiles_done)
+        chosen = groups.groups
+    else:
+        _run_uniform(padded, plan, run_tiles, settings, group, group_steps[group], geometry, blender, on_tiles_done)
+        chosen = np.full(len(plan.starts), group)
+    if settings.steps_map is not None:
+        write_steps_map(settings.steps_map, lr, plan, chosen)
+    sr = apply_color_fix(crop_output(blender.result(), plan), padded, settings.color_fix)
+    return np.ascontiguousarray(np.clip(sr, 0.0, 1.0, out=sr).transpose(1, 2, 0))
+
+
+def _run_uniform(padded, plan, run_tiles: TileRunner, settings: UpscaleSettings, group: int, steps: int,
+                 geometry: Geometry, blender: TileBlender, on_tiles_done: TileProgress | None) -> None:
+    """The official sampler's loop: batches in row-major order, the noise drawn per batch in its order."""
     noise = PosteriorNoise(settings.seed, steps)
     done, total = 0, len(plan.starts)
     for tiles, starts in iter_tile_batches(padded, plan, settings.batch):
         predictor_noise, vae_noise = noise.draw(geometry.latent_shape(len(tiles), settings.tile))
-        blender.add(run_tiles(tiles, predictor_noise, vae_noise), starts)
+        blender.add(run_tiles(tiles, predictor_noise, vae_noise, group), starts)
         done += len(starts)
         if on_tiles_done is not None:
             on_tiles_done(done, total)
-    sr = apply_color_fix(crop_output(blender.result(), plan), padded, settings.color_fix)
-    return np.ascontiguousarray(np.clip(sr, 0.0, 1.0, out=sr).transpose(1, 2, 0))

@@ -4,12 +4,28 @@ Per pipeline call the official sampler draws, from one generator: the noise pred
 noise, then the VAE posterior noise, then one (discarded) draw per Euler step. We keep that order
 so a seed means the same thing per call, but draw with numpy so the runtime needs no torch; a
 seeded run therefore does not reproduce the official CUDA RNG stream bit for bit.
-Without a seed both noises are zero, i.e. the posterior means (deterministic output).
+Without a seed both noises are zero, i.e. the posterior means (deterministic output). Patch-adaptive
+runs, where tiles run in other orders and batches, draw per tile instead (``TileNoise``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+class TileNoise:
+    """Patch-adaptive runs: each tile's noises from its own generator, seeded by (seed, tile index), so a
+    tile's result does not depend on which group or batch it ran in."""
+
+    def __init__(self, seed: int | None):
+        self.seed = seed
+
+    def draw(self, index: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(noise-predictor noise, VAE noise) of tile ``index``, each float32 of ``shape`` (one tile)."""
+        if self.seed is None:
+            return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        rng = np.random.default_rng((self.seed, index))
+        return rng.standard_normal(shape, dtype=np.float32), rng.standard_normal(shape, dtype=np.float32)
 
 
 class PosteriorNoise:

@@ -61,18 +61,37 @@ def check_tile(tile: int, geometry: Geometry) -> None:
 
 
 @dataclass
-class InvSRSection:
-    geometry: Geometry
-    latent_scale: float  # the VAE's scaling_factor
+class StepGroup:
+    """One sampling schedule: what a tile of this group runs."""
+
     cli_timesteps: list[int]  # T_i as the user gave them
     timesteps: list[float]  # t_i = T_i - 1, fed to the networks
     sigmas: list[float]  # N + 1 values, the last one is the final σ
-    prompt: str
-    embed_shape: list[int]  # (1, tokens, width) of prompt_embeds.npy
 
     @property
     def steps(self) -> int:
         return len(self.timesteps)
+
+    def problem(self) -> str | None:
+        if self.steps < 1:
+            return "a step group without timesteps"
+        if len(self.sigmas) != self.steps + 1:
+            return f"{self.steps} timesteps need {self.steps + 1} sigmas, a step group has {len(self.sigmas)}"
+        return None
+
+
+@dataclass
+class InvSRSection:
+    geometry: Geometry
+    latent_scale: float  # the VAE's scaling_factor
+    # The schedules this bundle runs, fewest steps first; the engines serve them all (timesteps and σ are inputs).
+    groups: list[StepGroup]
+    prompt: str
+    embed_shape: list[int]  # (1, tokens, width) of prompt_embeds.npy
+
+    @property
+    def group_steps(self) -> list[int]:
+        return [group.steps for group in self.groups]
 
     def problem(self, pipeline: PipelineInfo) -> str | None:
         if problem := self.geometry.problem():
@@ -81,10 +100,12 @@ class InvSRSection:
             check_tile(pipeline.tile, self.geometry)
         except SRError as err:
             return str(err)
-        if self.steps < 1:
-            return "no timesteps"
-        if len(self.sigmas) != self.steps + 1:
-            return f"{self.steps} timesteps need {self.steps + 1} sigmas, it has {len(self.sigmas)}"
+        if not self.groups:
+            return "no step groups"
+        if problem := next((p for g in self.groups if (p := g.problem())), None):
+            return problem
+        if self.group_steps != sorted(set(self.group_steps)):
+            return f"step groups of {self.group_steps} steps: each count once, fewest first"
         if len(self.embed_shape) != 3 or self.embed_shape[0] != 1:
             return f"embed_shape {self.embed_shape} is not (1, tokens, width)"
         return None

@@ -38,7 +38,7 @@ class RRDBNetFamily(Family):
     graphs = GRAPHS
     feeds = FEEDS
 
-    def plan(self, batch: int, height: int, width: int) -> ChainPlan:
+    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
         return ChainPlan(batch, (RRDBNET.call(),), {}, FEEDS, "image", dims(batch, height, width))
 
     def upscale(self, image: np.ndarray, chain: TileChain, options: NoOptions,

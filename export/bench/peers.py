@@ -1,0 +1,60 @@
+"""Bundles for the benchmark: built once into the cache and opened with ONNX Runtime, or with OpenVINO,
+a peer a user might pick instead, running the very same ONNX graphs (exported with plain attention:
+ONNX Runtime's fused attention node is its own contrib op, which OpenVINO does not read)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from sr_runtime.backends.base import EngineSession, HostChain, RuntimeOptions
+from sr_runtime.manifest import GraphInfo, read_manifest
+from sr_runtime.pipeline import Upscaler, open_family
+from sr_runtime.precision import Precision
+from sr_runtime.version import TOOL_VERSION
+
+from ..attention import Attention
+from ..builders.backends import BACKENDS
+from ..builders.bundle_builder import BuildOptions, build_bundle
+from ..cache import cache_root
+from ..families.base import FamilySource
+from ..reporting import Report
+from .family import BenchBackend, Peer, backend_label
+
+
+class OpenVinoSession(EngineSession):
+    def __init__(self, name: str, info: GraphInfo, compiled):
+        super().__init__(name, info)
+        self.compiled = compiled
+        self._dtypes = {t.name: np.dtype(t.dtype) for t in info.inputs}
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {name: np.ascontiguousarray(value, dtype=self._dtypes[name]) for name, value in inputs.items()}
+        results = self.compiled(feed)
+        return {t.name: np.asarray(results[t.name]) for t in self.info.outputs}
+
+
+def openvino_upscaler(bundle: Path) -> Upscaler:
+    """The bundle's ONNX graphs compiled by OpenVINO for the CPU, chained like ONNX Runtime's CPU engines."""
+    import openvino as ov
+
+    manifest = read_manifest(bundle, TOOL_VERSION)
+    core = ov.Core()
+    sessions = {name: OpenVinoSession(name, info, core.compile_model(str(bundle / info.file), "CPU"))
+                for name, info in manifest.graphs.items()}
+    family = open_family(bundle, manifest)
+    return Upscaler(manifest, HostChain(sessions, lru_cache(maxsize=8)(family.plan)), sessions, family)
+
+
+def bench_upscaler(source: FamilySource, backend: BenchBackend, precision: Precision, tile: int, batch: int,
+                   name: str, report: Report) -> Upscaler:
+    """``source``'s bundle for ``backend`` (built once into the cache), open."""
+    engine = BACKENDS["onnxruntime-cpu"] if backend is Peer.OPENVINO else backend
+    opts = BuildOptions(backend=engine.name, precision=precision, tile=tile, batch=batch,
+                        attention=Attention.PLAIN if backend is Peer.OPENVINO else None,
+                        output=cache_root() / "bench-bundles" / f"{name}-{backend_label(backend)}-{precision.value}-b{batch}")
+    bundle = build_bundle(source, opts, report=report)
+    return openvino_upscaler(bundle) if backend is Peer.OPENVINO else Upscaler.from_bundle(bundle, options=RuntimeOptions())

@@ -1,0 +1,88 @@
+"""S3Diff on the runtime side: one chain per stage over the bundle's engines, and the official image loop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ...backends.base import LR_FEED, ChainPlan, TileChain
+from ...family import Family, TileProgress
+from ...manifest import Manifest
+from ...resources import ImageCost
+from ..invsr.family import PROMPT_EMBEDS_NAME, load_prompt_embeds
+from .chain import FEEDS, Stage, s3diff_plan, segment_variant
+from .cost import image_cost
+from .graphs import GRAPHS, all_graphs
+from .image_loop import upscale_image
+from .options import S3DiffOptions
+from .section import SCALE, S3DiffSection
+
+
+class ChainStages:
+    """The image loop's networks as calls of the bundle's chains."""
+
+    def __init__(self, chain: TileChain, section: S3DiffSection):
+        self.chain = chain
+        self.section = section
+
+    def _run(self, variant: int, **feeds: np.ndarray) -> np.ndarray:
+        return np.asarray(self.chain(feeds, variant), dtype=np.float32)
+
+    def whole(self, lr: np.ndarray, image: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return self._run(Stage.WHOLE, lr=lr, image=image, noise=noise)
+
+    def degrade(self, lr: np.ndarray) -> np.ndarray:
+        return self._run(Stage.DEGRADE, lr=lr)
+
+    def encode(self, image: np.ndarray, deg_score: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return self._run(Stage.ENCODE, lr=image, deg_score=deg_score, noise=noise)
+
+    def denoise(self, latents: np.ndarray, deg_score: np.ndarray) -> np.ndarray:
+        return self._run(Stage.DENOISE, lr=latents, deg_score=np.repeat(deg_score, len(latents), axis=0))
+
+    def decode(self, latent: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        return self._run(Stage.DECODE, lr=latent, eps=eps)
+
+    def segment(self, kind: str, index: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        feeds = {LR_FEED if name == "x" else name: value for name, value in inputs.items()}
+        return self._run(segment_variant(self.section, kind, index), **feeds)
+
+
+class S3DiffFamily(Family):
+    name = "s3diff"
+    title = "S3Diff"
+    scale = SCALE
+    section_type = S3DiffSection
+    options_type = S3DiffOptions
+    graphs = GRAPHS  # and the bundle's VAE segments: see __init__
+    feeds = FEEDS
+    files = (PROMPT_EMBEDS_NAME,)
+
+    def __init__(self, bundle: Path, manifest: Manifest):
+        self.graphs = all_graphs(manifest.section)
+        super().__init__(bundle, manifest)
+        self.prompt_embeds = load_prompt_embeds(self.bundle, self.section)
+
+    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
+        return s3diff_plan(self.section, self.prompt_embeds, variant, batch, height, width)
+
+    def upscale(self, image: np.ndarray, chain: TileChain, options: S3DiffOptions,
+                on_tiles_done: TileProgress | None) -> np.ndarray:
+        return upscale_image(image, ChainStages(chain, self.section), self.section, options,
+                             self.manifest.pipeline.batch, on_tiles_done)
+
+    def cost(self, height: int, width: int, options: S3DiffOptions) -> ImageCost:
+        return image_cost(height, width, self.section, options)
+
+    def describe(self) -> list[str]:
+        s = self.section
+        return [
+            f"one step    t = {s.timestep}, x0 = (z - {s.sqrt_beta_prod:.6g} eps) / {s.sqrt_alpha_prod:.6g}"
+            + (f", clamped to +-{s.clip_sample_range:g}" if s.clip_sample_range is not None else ""),
+            f"guidance    {s.guidance_scale:g} (positive and negative prompts as one UNet batch)",
+            f"LoRA        rank {s.lora_rank_unet} (UNet), {s.lora_rank_vae} (VAE encoder), modulated per image by "
+            "deg_score",
+            f"tiled VAE   {len(s.encoder_segments)} encoder and {len(s.decoder_segments)} decoder segments",
+        ]

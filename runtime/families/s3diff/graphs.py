@@ -1,0 +1,105 @@
+"""S3Diff's graphs as the runtime binds them (the export side traces its torch stages to these).
+
+Every graph that holds LoRA layers takes the per-image ``deg_score`` (blur, noise) and computes its own
+modulation matrices from it, so one engine serves every image. Symbolic dimensions: ``batch``,
+``lr_height`` / ``lr_width`` (the LR image), ``height`` / ``width`` (the x4 image padded to multiples of
+64), ``latent_height`` / ``latent_width``, each VAE segment's own input and output sizes (a tile at its
+level), and, fixed at export, ``latent_channels``, ``tokens`` and ``embed`` (the prompt embeddings).
+"""
+
+from __future__ import annotations
+
+from ...graph_io import Dims, GraphIO, TensorIO
+from .preprocess import padded_size
+from .section import S3DiffSection, VAESegment
+
+FIXED_DIMS = frozenset({"latent_channels", "tokens", "embed"})
+# fp32 in every precision (``scalar``): the modulation's Fourier features and the group statistics need it.
+DEG_SCORE = TensorIO("deg_score", ("batch", 2), scalar=True)
+LR = TensorIO("lr", ("batch", 3, "lr_height", "lr_width"))  # in [0, 1]
+IMAGE = TensorIO("image", ("batch", 3, "height", "width"))  # the padded x4 image in [-1, 1]
+SR = TensorIO("sr", ("batch", 3, "height", "width"))  # in [0, 1]
+PROMPT_EMBEDS = TensorIO("prompt_embeds", (2, "tokens", "embed"))  # positive, negative
+
+
+def _latent(name: str) -> TensorIO:
+    return TensorIO(name, ("batch", "latent_channels", "latent_height", "latent_width"))
+
+
+# LR in [0, 1] -> DEResNet -> (blur, noise) scores in (0, 1)
+DEGRADATION = GraphIO("degradation", (LR,), (DEG_SCORE,), FIXED_DIMS)
+# image, deg_score, noise -> the LoRA VAE encoder -> scaling_factor * (mean + std * noise)
+VAE_ENCODER = GraphIO("vae_encoder", (IMAGE, DEG_SCORE, _latent("noise")), (_latent("latent"),), FIXED_DIMS)
+# latent, deg_score -> the LoRA UNet at the timestep, positive and negative prompts as one batch of 2B -> guided eps
+UNET = GraphIO("unet", (_latent("latent"), DEG_SCORE, PROMPT_EMBEDS), (_latent("eps"),), FIXED_DIMS)
+# latent, eps -> one-step DDPM x0 -> VAE decoder -> clamp -> [0, 1]
+VAE_DECODER = GraphIO("vae_decoder", (_latent("latent"), _latent("eps")), (SR,), FIXED_DIMS)
+
+# In the order the runtime runs them (then the VAE segments of the bundle's section).
+GRAPHS: tuple[GraphIO, ...] = (DEGRADATION, VAE_ENCODER, UNET, VAE_DECODER)
+
+
+def segment_name(kind: str, index: int) -> str:
+    """``kind``: "encoder" or "decoder"."""
+    return f"vae_{kind}_segment{index}"
+
+
+def segment_dims(kind: str, index: int) -> tuple[str, str, str, str]:
+    """A segment's own spatial dimensions: (height, width) of its input, then of its output."""
+    name = segment_name(kind, index)
+    return f"{name}_height", f"{name}_width", f"{name}_out_height", f"{name}_out_width"
+
+
+def segment_io(kind: str, index: int, segment: VAESegment) -> GraphIO:
+    """One VAE segment: x (with its norm's gathered statistics, the pending residual, the encoder's deg_score,
+    the decoder's eps) -> y, with the residual then pending packed after its ``out_channels``."""
+    height, width, out_height, out_width = segment_dims(kind, index)
+    space = ("batch", segment.in_channels, height, width)
+    inputs = [TensorIO("x", space)]
+    if segment.norm_groups is not None:
+        inputs += [TensorIO(name, ("batch", segment.norm_groups), scalar=True) for name in ("mean", "var")]
+    if segment.residual_in is not None:
+        inputs.append(TensorIO("residual", ("batch", segment.residual_in, height, width)))
+    if kind == "encoder":
+        inputs.append(DEG_SCORE)
+    elif index == 0:
+        inputs.append(TensorIO("eps", space))
+    packed = segment.out_channels + (segment.residual_out or 0)
+    return GraphIO(segment_name(kind, index), tuple(inputs), (TensorIO("y", ("batch", packed, out_height, out_width)),))
+
+
+def segment_graphs(section: S3DiffSection) -> tuple[GraphIO, ...]:
+    return (*(segment_io("encoder", i, s) for i, s in enumerate(section.encoder_segments)),
+            *(segment_io("decoder", i, s) for i, s in enumerate(section.decoder_segments)))
+
+
+def all_graphs(section: S3DiffSection) -> tuple[GraphIO, ...]:
+    return (*GRAPHS, *segment_graphs(section))
+
+
+def dims(batch: int, lr_height: int, lr_width: int, section: S3DiffSection, embed_shape: list[int] | tuple[int, ...],
+         ) -> Dims:
+    """The symbolic dimensions of a whole image of ``lr_height`` x ``lr_width`` LR px (padded as the official), each
+    VAE segment's at the size its level has when that image is one tile."""
+    height, width = padded_size(lr_height), padded_size(lr_width)
+    sizes = {}
+    for kind, segments, size in (("encoder", section.encoder_segments, (height, width)),
+                                 ("decoder", section.decoder_segments,
+                                  (height // section.vae_factor, width // section.vae_factor))):
+        for index, segment in enumerate(segments):
+            out = (segment.out_size(size[0]), segment.out_size(size[1]))
+            sizes.update(zip(segment_dims(kind, index), (*size, *out), strict=True))
+            size = out
+    return {
+        **sizes,
+        "batch": batch,
+        "lr_height": lr_height,
+        "lr_width": lr_width,
+        "height": height,
+        "width": width,
+        "latent_height": height // section.vae_factor,
+        "latent_width": width // section.vae_factor,
+        "latent_channels": section.latent_channels,
+        "tokens": embed_shape[1],
+        "embed": embed_shape[2],
+    }

@@ -1,0 +1,100 @@
+"""S3Diff bundles of the built-in demo model (one build per module): the graphs against their torch modules, the
+bundle against the PyTorch reference (untiled and through every official tiling), fp16 graphs, the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import make_image, psnr
+
+from sr_export.cli import main
+from sr_export.families.s3diff import graphs as specs
+from sr_export.families.s3diff.components import load_components
+from sr_export.families.s3diff.reference import S3DiffReference
+from sr_export.families.s3diff.source import demo_checkpoints
+from sr_export.onnx_export import export_graph
+from sr_runtime.families.s3diff.graphs import dims
+from sr_runtime.families.s3diff.options import S3DiffOptions
+from sr_runtime.images import write_image
+from sr_runtime.pipeline import Upscaler
+from sr_runtime.precision import Precision
+
+TILE = 16
+ALL_TILINGS = dict(latent_tile=8, latent_overlap=2, vae_encoder_tile=64, vae_decoder_tile=8)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """(the demo bundle, the reference of the same checkpoints, their paths), built with the tests' isolated cache."""
+    bundle = tmp_path_factory.mktemp("s3diff-bundle") / "demo"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SR_EXPORT_CACHE", str(tmp_path_factory.getbasetemp() / "sr-export-cache"))
+        result = CliRunner().invoke(main, ["build", "--model", "s3diff", "--backend", "onnxruntime-cpu", "--tile",
+                                           str(TILE), "--batch", "2", "-o", str(bundle)])
+        assert result.exit_code == 0, result.output
+        assert "DEMO model with random weights" in result.output
+        paths = demo_checkpoints()
+    return bundle, S3DiffReference(load_components(paths.sd_turbo, paths.checkpoint, paths.de_net), batch=2), paths
+
+
+def test_the_bundle_matches_the_reference(demo):
+    bundle, reference, _ = demo
+    upscaler = Upscaler.from_bundle(bundle)
+    for height, width, options in (
+        (20, 24, {}),  # one whole chain, wavelet colour fix on 8-bit images
+        (40, 36, dict(color_fix="none", seed=3, **ALL_TILINGS)),  # tiled VAE encoder and decoder, latent tiles
+    ):
+        image = make_image(height, width, seed=height)
+        got = upscaler.upscale(image, **options)
+        want = reference.upscale(image, S3DiffOptions(**options))
+        assert got.shape == (4 * height, 4 * width, 3) and psnr(got, want) >= 45, options
+
+
+def test_each_graph_matches_its_module(demo):
+    bundle, reference, _ = demo
+    c = reference.components
+    section = reference.section
+    sizes = dims(1, TILE, TILE, section, reference.prompt_embeds.shape)
+    chosen = [*specs.GRAPHS, *(s for s in specs.segment_specs(section) if s.name.endswith(("segment0", "segment1",
+                                                                                          "segment13")))]
+    for spec in chosen:
+        inputs = spec.sample_inputs(sizes, Precision.FP32)
+        with torch.inference_mode():
+            want = spec.make_module(c)(*inputs).numpy()
+        session = ort.InferenceSession(str(bundle / f"{spec.name}.onnx"), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {t.name: x.numpy() for t, x in zip(spec.inputs, inputs, strict=True)})
+        assert np.abs(got - want).max() <= 1e-4 * max(np.abs(want).max(), 1e-6), spec.name
+
+
+def test_fp16_graphs_are_finite(demo, tmp_path):
+    _, reference, _ = demo
+    section = reference.section
+    sizes = dims(1, TILE, TILE, section, reference.prompt_embeds.shape)
+    for spec in (specs.DEGRADATION, specs.UNET, specs.segment_specs(section)[1]):  # fp32 scores; LoRA; statistics
+        path = export_graph(spec, reference.components, Precision.FP16, tmp_path / f"{spec.name}.onnx", sizes)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feed = {t.name: x.numpy() for t, x in zip(spec.inputs, spec.sample_inputs(sizes, Precision.FP16), strict=True)}
+        (out,) = session.run(None, feed)
+        assert out.dtype == (np.float32 if spec.name == "degradation" else np.float16) and np.isfinite(out).all(), spec.name
+
+
+def test_the_cli_runs_the_bundle_and_the_reference_alike(demo, tmp_path):
+    bundle, _, paths = demo
+    lr = tmp_path / "lr.png"
+    write_image(lr, make_image(20, 28, seed=5))
+    runner = CliRunner()
+    result = runner.invoke(main, ["upscale", str(lr), "-o", str(tmp_path / "bundle.npy"), "-e", str(bundle)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["upscale", str(lr), "-o", str(tmp_path / "reference.npy"), "--backend", "torch",
+                                  "--model", "s3diff", "--sd-turbo", str(paths.sd_turbo), "--checkpoint",
+                                  str(paths.checkpoint), "--de-net", str(paths.de_net)])
+    assert result.exit_code == 0, result.output
+    assert psnr(np.load(tmp_path / "bundle.npy"), np.load(tmp_path / "reference.npy")) >= 45
+    result = runner.invoke(main, ["upscale", str(lr), "-o", str(tmp_path / "x.png"), "-e", str(bundle), "--color-fix",
+                                  "ycbcr"])
+    assert result.exit_code == 1 and "adain" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, ["inspect", str(bundle)])
+    assert result.exit_code == 0 and "DEMO" in result.output and "guidance    1.07" in result.output
