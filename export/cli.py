@@ -164,7 +164,8 @@ BACKEND_GROUPS = backend_groups()
               help="auto: TensorRT, else ONNX Runtime CUDA, else ONNX Runtime CPU.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Default: fp16 on GPU backends, fp32 on the CPU.")
-@click.option("--tile", type=int, default=128, show_default=True, help="LR tile size the engines are built for.")
+@click.option("--tile", type=int, default=None,
+              help="LR tile size the engines are built for (default 128; RRDBNet on the CPU: 512).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Tiles per engine call (max batch of the engines).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Bundle folder (default engines/<model>[-s<N>]-<backend>-<precision>); only a bundle folder "
@@ -185,10 +186,11 @@ def build(model, backend, precision, tile, batch, output, **options):
                          f"--model {model} takes {flags(family.build_options)}")
     engine = options_for(ctx, [g for g in BACKEND_GROUPS if backend in (AUTO, g.owner)], BACKEND_GROUPS,
                          f"--backend {backend} builds no {' / '.join(g.title for g in BACKEND_GROUPS)} engines")
+    engine_backend = select_backend(backend)  # fails at once when the asked-for backend is unusable here
+    tile = family.default_tile(engine_backend) if tile is None else tile
     family.check_build(model, chosen, tile)  # before any heavy work
     if output is not None:
         check_bundle_target(output)
-    select_backend(backend)  # fails at once when the asked-for backend is unusable here
     source = family.source(model, chosen, report=_echo)
     opts = BuildOptions(backend=backend, precision=Precision(precision) if precision else None, tile=tile,
                         batch=batch, output=output, **engine)

@@ -19,9 +19,12 @@ from click.testing import CliRunner
 from helpers import make_image, psnr
 from PIL import Image
 
+from sr_export.builders.backends import BACKENDS
 from sr_export.builders.bundle_builder import BuildOptions, build_bundle
 from sr_export.builders.onnx_cache import FP16_CHECK
 from sr_export.cli import main
+from sr_export.families.base import DEFAULT_TILE
+from sr_export.families.rrdbnet import CPU_TILE, RRDBNetExport
 from sr_export.families.rrdbnet.graphs import RRDBNET
 from sr_export.families.rrdbnet.layouts import BSRGAN, REALESRGAN
 from sr_export.families.rrdbnet.model import (
@@ -451,13 +454,20 @@ def test_cli_build_and_upscale_realesrgan(tmp_path, cache, checkpoint, test_mode
     assert "timesteps" not in result.output
 
 
+def test_the_default_tile_follows_the_backend():
+    family = RRDBNetExport()
+    assert family.default_tile(BACKENDS["onnxruntime-cpu"]) == CPU_TILE
+    assert family.default_tile(BACKENDS["onnxruntime-cuda"]) == family.default_tile(BACKENDS["tensorrt"]) == DEFAULT_TILE
+
+
 def test_cli_demo_build_and_misplaced_options(tmp_path, cache, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./weights here, so the demo model is built
     runner = CliRunner()
-    result = runner.invoke(main, ["build", "--model", "bsrgan", "--backend", "onnxruntime-cpu", "--tile", "48"])
+    result = runner.invoke(main, ["build", "--model", "bsrgan", "--backend", "onnxruntime-cpu"])
     assert result.exit_code == 0, result.output
     assert "DEMO" in result.output and result.stdout.strip() == "engines/bsrgan-demo-onnxruntime-cpu-fp32"
-    assert read_manifest(Path("engines/bsrgan-demo-onnxruntime-cpu-fp32"), TOOL_VERSION).demo
+    manifest = read_manifest(Path("engines/bsrgan-demo-onnxruntime-cpu-fp32"), TOOL_VERSION)
+    assert manifest.demo and manifest.pipeline.tile == CPU_TILE  # the CPU default: no overlap recomputed
     for args, fragment in [(["--model", "realesrgan", "--steps", "2"], "--steps: InvSR options"),
                            (["--model", "invsr", "--checkpoint", "x.pth"], "--checkpoint: RRDBNet"),
                            (["--model", "realesrgan", "--tile", "32", "--overlap", "16"], "twice the overlap")]:

@@ -166,7 +166,7 @@ def test_an_interrupted_then_killed_driver_resumes_without_redoing_finished_file
     _wait_for_outputs(run, out, 1)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)
-    assert run.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert run.returncode == 130 and "interrupted" in err and "Traceback" not in err, (run.returncode, err)
     first = _stamps(out)
     summary = _summary(out)  # counts what came back to the driver; a file can be written just before the signal
     assert summary["status"] == "interrupted" and summary["done"] <= len(first) < 30

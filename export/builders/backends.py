@@ -57,6 +57,7 @@ class EngineBackend(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     default_precision: ClassVar[Precision] = Precision.FP16  # GPUs have fast fp16
+    device: ClassVar[str] = "cuda"  # where its engines run
     attention: ClassVar[Attention] = Attention.FUSED
     build_options: ClassVar[tuple[click.Option, ...]] = ()  # build options only this backend takes
 
@@ -112,6 +113,7 @@ class OnnxRuntimeCpu(OnnxRuntimeBackend):
     name = "onnxruntime-cpu"
     title = "ONNX Runtime CPU"
     default_precision = Precision.FP32
+    device = "cpu"
     provider = "CPUExecutionProvider"
     install = "pip install 'sr-export[cpu]'"
 

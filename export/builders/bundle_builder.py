@@ -14,7 +14,7 @@ from sr_runtime.version import TOOL_VERSION
 
 from ..attention import Attention
 from ..bundle import atomic_folder, bundle_target_problem, check_bundle_target, write_manifest
-from ..families.base import FamilySource
+from ..families.base import DEFAULT_TILE, FamilySource
 from ..graph_spec import GraphSpec
 from ..onnx_export import OPSET
 from ..reporting import Report
@@ -30,7 +30,7 @@ class BuildOptions:
 
     backend: str = AUTO
     precision: Precision | None = None  # None: the backend's default
-    tile: int = 128
+    tile: int = DEFAULT_TILE
     batch: int = 1
     output: Path | None = None
     opset: int = OPSET

@@ -38,9 +38,11 @@ from sr_runtime.resources import ImageCost
 from ..reporting import Report
 
 if TYPE_CHECKING:  # the CLI imports every plug-in: no torch at import time
+    from ..builders.backends import EngineBackend
     from ..graph_spec import GraphSpec
 
 Options = Mapping[str, Any]  # option name (click's parameter name) -> value
+DEFAULT_TILE = 128  # LR px: Table 7's 128 -> 512 image in one tile
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ class ExportFamily(ABC):
     compare_options: ClassVar[tuple[click.Option, ...]] = ()
     bench_options: ClassVar[tuple[click.Option, ...]] = ()
     bench_commands: ClassVar[tuple[click.Command, ...]] = ()  # its own `sr-export bench` reports
+
+    def default_tile(self, backend: EngineBackend) -> int:
+        """The LR tile a build takes when --tile is not given."""
+        return DEFAULT_TILE
 
     def check_build(self, model: str, options: Options, tile: int) -> None:  # noqa: B027 (optional hook)
         """Cheap checks of the build options, before anything is loaded."""

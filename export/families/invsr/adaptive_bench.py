@@ -40,7 +40,7 @@ def _markdown(data: dict) -> str:
         "# Patch-adaptive sampling vs uniform steps (InvSR, one adaptive bundle)",
         "",
         f"{meta['date']} on **{meta['device_name']}** ({meta['cpu_count']} cores, load average {meta['load_average']:.2f} "
-        f"at the start), sr-export {meta['sr_export']}; {data['image']}; weights: {data['weights']}.",
+        f"when the runs ended, theirs included), sr-export {meta['sr_export']}; {data['image']}; weights: {data['weights']}.",
         "",
         f"Tiles per group with `--steps auto` (default thresholds {data['thresholds']}): {data['groups']}. "
         f"Difficulty estimator: {data['estimator_ms_per_tile']:.2f} ms per tile.",

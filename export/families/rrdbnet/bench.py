@@ -5,19 +5,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sr_runtime.crop_tiling import crop_cost
 from sr_runtime.manifest import CheckpointRecord
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
+from ...bench.family import Peer
 from ...bench.peers import bench_upscaler
+from ...builders.backends import BACKENDS
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
+from . import RRDBNetExport
 from .layouts import BSRGAN, REALESRGAN
 from .model import OFFICIAL_CONFIG, RRDBNet
 from .source import RRDBNetSource
 
 ROWS = {"RealESRGAN": REALESRGAN, "BSRGAN": BSRGAN}
-LARGE_TILES = 25  # 512 px at tile 128 with 16 px overlap: stride 96 -> 5 x 5
 
 
 class RRDBNetBench(bench.BenchFamily):
@@ -63,12 +66,14 @@ class RRDBNetBench(bench.BenchFamily):
         model = ROWS[method.name]
         source = RRDBNetSource(model, self.module.float(), demo=False,
                                checkpoints={model: CheckpointRecord("random weights", {"seed": "0"})})
-        upscaler = bench_upscaler(source, backend, precision, bench.TILE, batch, model, self._report)
+        # The tile `sr-export build` picks for this backend (OpenVINO reads the CPU bundle's graphs).
+        tile = RRDBNetExport().default_tile(BACKENDS["onnxruntime-cpu"] if backend is Peer.OPENVINO else backend)
+        upscaler = bench_upscaler(source, backend, precision, tile, batch, model, self._report)
         session = upscaler.sessions["rrdbnet"]
         tile_in = {"lr": image.transpose(2, 0, 1)[None].copy()}
         return bench.Runner(
             run=lambda: upscaler.upscale(image),
             stages=[bench.Stage("RRDBNet", lambda: session.run(tile_in))],
             large=lambda: upscaler.upscale(large_image),
-            large_tiles=LARGE_TILES,
+            large_tiles=crop_cost(bench.LARGE, bench.LARGE, tile, source.overlap).tiles,
         )
