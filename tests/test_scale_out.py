@@ -37,9 +37,15 @@ def _invoke(*args) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def _default_sigint() -> None:
+    # A child inherits an ignored SIGINT and Python then leaves it ignored: Ray, run in this process by other
+    # tests, can leave it so, and the command would never see the Ctrl-C the tests send.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args, env: dict | None = None, **popen) -> subprocess.Popen:
     return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})}, **popen)
+                            env={**os.environ, **(env or {})}, preexec_fn=_default_sigint, **popen)
 
 
 def _images(folder: Path, count: int, size: int) -> Path:
