@@ -29,11 +29,9 @@ class OpenVinoSession(EngineSession):
     def __init__(self, name: str, info: GraphInfo, compiled):
         super().__init__(name, info)
         self.compiled = compiled
-        self._dtypes = {t.name: np.dtype(t.dtype) for t in info.inputs}
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = {name: np.ascontiguousarray(value, dtype=self._dtypes[name]) for name, value in inputs.items()}
-        results = self.compiled(feed)
+        results = self.compiled(self.host_inputs(inputs))
         return {t.name: np.asarray(results[t.name]) for t in self.info.outputs}
 
 

@@ -99,6 +99,11 @@ class EngineSession(ABC):
     def __init__(self, name: str, info: GraphInfo):
         self.name = name
         self.info = info
+        self.dtypes = {t.name: np.dtype(t.dtype) for t in (*info.inputs, *info.outputs)}  # as the manifest declares
+
+    def host_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``inputs`` as contiguous host arrays of the dtypes the graph declares."""
+        return {name: np.ascontiguousarray(value, dtype=self.dtypes[name]) for name, value in inputs.items()}
 
     @abstractmethod
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -35,7 +35,6 @@ class OrtSession(EngineSession):
     def __init__(self, name: str, info: GraphInfo, session: ort.InferenceSession):
         super().__init__(name, info)
         self.session = session
-        self._dtypes = {t.name: np.dtype(t.dtype) for t in (*info.inputs, *info.outputs)}
         declared = ({t.name for t in info.inputs}, {t.name for t in info.outputs})
         actual = ({i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()})
         if declared != actual:
@@ -45,7 +44,7 @@ class OrtSession(EngineSession):
             )
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = {name: np.ascontiguousarray(value, dtype=self._dtypes[name]) for name, value in inputs.items()}
+        feed = self.host_inputs(inputs)
         names = [t.name for t in self.info.outputs]
         return dict(zip(names, self.session.run(names, feed), strict=True))
 

@@ -72,7 +72,6 @@ class TrtSession(EngineSession):
                 raise SRError(
                     f"engine {info.file} takes {t.name} as {have}, the manifest says {t.dtype}; {REBUILD_HINT}"
                 )
-        self._dtypes = {t.name: np.dtype(t.dtype) for t in (*info.inputs, *info.outputs)}
 
     @property
     def scratch_size(self) -> int:
@@ -93,14 +92,14 @@ class TrtSession(EngineSession):
             self._stream = cuda.Stream()
         ctx = self._context
         for t in self.info.inputs:
-            host = np.ascontiguousarray(inputs[t.name], dtype=self._dtypes[t.name])
+            host = np.ascontiguousarray(inputs[t.name], dtype=self.dtypes[t.name])
             if not ctx.set_input_shape(t.name, host.shape):
                 raise SRError(f"engine {self.name}: {t.name} of shape {host.shape} is outside its profile")
             ptr = self._buffer(t.name, host.nbytes)
             cuda.upload(ptr, host)  # blocking: done before the stream starts
             ctx.set_tensor_address(t.name, ptr)
         outputs = {
-            t.name: np.empty(tuple(ctx.get_tensor_shape(t.name)), self._dtypes[t.name]) for t in self.info.outputs
+            t.name: np.empty(tuple(ctx.get_tensor_shape(t.name)), self.dtypes[t.name]) for t in self.info.outputs
         }
         for name, host in outputs.items():
             ctx.set_tensor_address(name, self._buffer(name, host.nbytes))
