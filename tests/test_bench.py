@@ -54,3 +54,19 @@ def test_paper_rows_are_all_listed_and_the_families_claim_theirs():
 def test_unknown_methods_are_refused():
     result = CliRunner().invoke(main, ["bench", "table7", "--methods", "Foo-9"])
     assert result.exit_code == 1 and "unknown method" in result.output
+
+
+def test_quick_times_end_to_end_only(tmp_path, tiny_checkpoints):
+    sd, pth, yaml = tiny_checkpoints
+    report = tmp_path / "report"
+    result = CliRunner().invoke(main, [
+        "bench", "table7", "--quick", "--methods", "InvSR-1", "--backends", "onnxruntime-cpu", "--sd-turbo", str(sd),
+        "--noise-predictor", str(pth), "--noise-predictor-config", str(yaml), "--report", str(report),
+    ])
+    assert result.exit_code == 0, result.output
+    data = json.loads((report / "report.json").read_text())
+    (backend,) = data["methods"][0]["backends"]
+    assert len(backend["end_to_end"]["samples_ms"]) == 1 and backend["stages"] == {}
+    assert data["meta"]["stages_timed"] is False and data["meta"]["fp32_gemm_gflops"] > 0
+    md = (report / "report.md").read_text()
+    assert "Not timed in this run (`--quick`" in md and "GFLOP/s" in md

@@ -94,6 +94,7 @@ def machine(device: str) -> dict:
         "device": device,
         "device_name": device_name,
         "isa": cpu_features(),
+        "fp32_gemm_gflops": fp32_gemm_gflops() if device == "cpu" else None,
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "versions": versions,
@@ -111,3 +112,21 @@ def cpu_features() -> list[str]:
     except (OSError, StopIteration):
         return []
     return [flag for flag in ISA_FLAGS if flag in flags]
+
+
+GEMM_SIZE = 4096
+
+
+def fp32_gemm_gflops(repeats: int = 3) -> float:
+    """The best of ``repeats`` fp32 4096^2 matrix products, in GFLOP/s, on torch's threads: about what the
+    host's convolutions and attention can reach at most, so a compute-bound row cannot beat eager by more
+    than eager falls short of it."""
+    import torch
+
+    a, b = torch.rand(GEMM_SIZE, GEMM_SIZE), torch.rand(GEMM_SIZE, GEMM_SIZE)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * GEMM_SIZE**3 / best / 1e9

@@ -36,6 +36,7 @@ def render_markdown(data: dict) -> str:
         f"{meta['date']} on **{meta['device_name']}** ({meta['device']}, {meta['cpu_count']} cores"
         + (f"; {', '.join(meta['isa'])}" if meta.get("isa") else "")
         + (f"; load average {meta['load_average']:.2f} at the start" if meta.get("load_average") is not None else "")
+        + (f"; fp32 GEMM {meta['fp32_gemm_gflops']:.0f} GFLOP/s" if meta.get("fp32_gemm_gflops") else "")
         + "), "
         f"{meta['runs']} timed run(s) after {meta['warmup']} warm-up; sr-export {meta['sr_export']}; "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
@@ -69,6 +70,8 @@ def render_markdown(data: dict) -> str:
     if weights:
         lines.append("Weights: " + ", ".join(sorted(weights)) + " (latency does not depend on weight values).")
     lines += ["", "## Stage breakdown (median ms per call; calls per image in brackets)", ""]
+    if not meta.get("stages_timed", True):
+        lines.append("Not timed in this run (`--quick`: end to end only).")
     for m in methods:
         for b in m["backends"]:
             stages = ", ".join(

@@ -88,6 +88,7 @@ class BenchSettings:
     methods: tuple[str, ...] | None = None
     large: bool = False
     batch: int = 4
+    stages: bool = True  # also time each stage on its own (--quick: end to end only)
 
 
 def _sync(device: str):
@@ -121,7 +122,7 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
     before = host_resident_mib()
     _device_peak_start(s.device)
     stages = {}
-    for stage in runner.stages:
+    for stage in runner.stages if s.stages else ():
         report(f"    stage {stage.name}")
         stages[stage.name] = time_calls(stage.call, sync, s.runs, s.warmup)
     report("    end to end")
@@ -129,12 +130,14 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
     timing = time_calls(runner.run, sync, s.runs, 0)
     result = BackendResult(
         backend_label(backend), precision, timing,
-        stages={st.name: {"per_image": st.per_image, "samples_ms": stages[st.name].samples_ms} for st in runner.stages},
+        stages={st.name: {"per_image": st.per_image, "samples_ms": stages[st.name].samples_ms}
+                for st in runner.stages if st.name in stages},
         peak_host_mib=host_peak_mib(), resident_before_mib=before, peak_device_mib=_device_peak_mib(s.device, backend), note=runner.note,
     )
     if s.large and runner.large is not None:
         report(f"    512 -> 2048 ({runner.large_tiles} tiles, batch {s.batch})")
-        result.large_ms = time_calls(runner.large, sync, 1, 0).samples_ms[0]
+        # Warmed up like the small image: a first call also pays for the allocator's first touch of GBs.
+        result.large_ms = time_calls(runner.large, sync, 1, s.warmup).samples_ms[0]
         result.large_tiles = runner.large_tiles
     return result
 
@@ -216,6 +219,7 @@ def _meta(s: BenchSettings) -> dict:
         **machine(s.device),
         "runs": s.runs,
         "warmup": s.warmup,
+        "stages_timed": s.stages,
         "batch_large": s.batch,
         "shape": "x4, 1x3x128x128 -> 1x3x512x512, batch 1",
     }

@@ -101,7 +101,7 @@ class OnnxRuntimeBackend(EngineBackend):
     def builder(self, settings: EngineSettings, report: Report) -> EngineBuilder:
         from .onnxruntime_builder import OnnxCopier
 
-        return OnnxCopier()
+        return OnnxCopier(cpu_layout=self.device == "cpu")
 
     def version(self) -> str:
         import onnxruntime
