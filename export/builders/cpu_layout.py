@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..bundle import copy_file
+
 
 def _channels(model: onnx.ModelProto) -> dict[str, int]:
     """Tensor name -> its static channel count, for the 4-D tensors shape inference resolved."""
@@ -71,8 +73,12 @@ def scalar_mul_as_batchnorm(model: onnx.ModelProto) -> int:
 
 def write_cpu_graph(src: Path, dst: Path) -> int:
     """``src`` with the rewrites above, written to ``dst``; its external-data file (if any) is not read:
-    the graph keeps pointing at a file of the same name beside it. Returns the number of rewrites."""
+    the graph keeps pointing at a file of the same name beside it. Returns the number of rewrites; a graph
+    with none is copied as it is (a reflink where the file system clones) rather than serialised again."""
     model = onnx.load(str(src), load_external_data=False)
     rewritten = scalar_mul_as_batchnorm(model)
-    onnx.save_model(model, str(dst))
+    if rewritten:
+        onnx.save_model(model, str(dst))
+    else:
+        copy_file(src, dst)
     return rewritten
