@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sr_runtime.cpu_target import cpu_name
 from sr_runtime.images import write_image
 from sr_runtime.manifest import MANIFEST_NAME
 from sr_runtime.resources import memory_limit
@@ -65,12 +65,6 @@ def _images(folder: Path, count: int, size: int) -> Path:
     for i in range(count):
         write_image(folder / f"img{i:03d}.png", rng.random((size, size, 3), dtype=np.float32))
     return folder
-
-
-def _cpu_name() -> str:
-    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else []
-    return names[0] if names else platform.machine()
 
 
 def _load() -> list[float]:
@@ -156,7 +150,7 @@ def main() -> None:
     work = args.report / "work"
     shutil.rmtree(work, ignore_errors=True)
     images = _images(work / "in", args.images, args.size)
-    report = {"machine": _cpu_name(), "cores": os.cpu_count(), "ray": ray.__version__,
+    report = {"machine": cpu_name(), "cores": os.cpu_count(), "ray": ray.__version__,
               "onnxruntime": onnxruntime.__version__, "images": args.images, "size": args.size, "results": {}}
     for name in args.only:
         bundle = _bundle(args.bundles, name)

@@ -8,6 +8,7 @@ a bundle (and bundles get copies, never links, so none travels back).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +26,11 @@ DEMO_SEED = 0  # the built-in demo models' random weights
 
 def cache_root() -> Path:
     return Path(os.environ.get("SR_EXPORT_CACHE") or Path.home() / ".cache" / "sr-export")
+
+
+def cache_key(fields: dict) -> str:
+    """A cache entry's name from everything its contents depend on."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def _file_hashes(folder: Path) -> dict[str, str]:

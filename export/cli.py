@@ -227,6 +227,9 @@ def inspect(bundle, verify):
         lines.append(f"checkpoint  {name}: {ck.path}")
     if m.target:
         lines.append(f"target      {m.target.gpu_name} (compute capability {m.target.compute_capability})")
+    if m.cpu_target:
+        lines.append(f"target      {m.cpu_target.cpu_name} ({', '.join(m.cpu_target.isa) or 'no AVX'}): "
+                     "graphs optimised for this CPU")
     click.echo("\n".join(lines))
     if verify:
         from sr_runtime.bundle_check import verify_bundle
@@ -293,7 +296,8 @@ BENCH_GROUPS = family_groups("bench_options", "{title} checkpoints (default: ful
 @click.option("--large/--no-large", default=None, help="Also time a 512 -> 2048 image (default: on GPU only).")
 @click.option("--batch", type=int, default=4, show_default=True, help="Tiles per call for the large image.")
 @click.option("--quick", is_flag=True,
-              help=f"{', '.join(QUICK_METHODS)} only (unless --methods), one timed run, end to end only (no stage breakdown).")
+              help=f"{', '.join(QUICK_METHODS)} only (unless --methods), eager, torch.compile and the bundles "
+                   "(OpenVINO only if --backends names it), one timed run, end to end only (no stage breakdown).")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=Path("bench-report"), show_default=True)
 def table7(device, backends, methods, runs, warmup, large, batch, quick, report_dir, **options):
     """The InvSR paper's Table 7 (x4, 128 -> 512): params and runtime, every backend side by side, each
@@ -313,7 +317,7 @@ def table7(device, backends, methods, runs, warmup, large, batch, quick, report_
         raise SRError("--runs must be at least 1 and --warmup at least 0")
     settings = BenchSettings(device=device, runs=1 if quick else runs, warmup=warmup, backends=_names(backends),
                              methods=methods, large=device == "cuda" if large is None else large, batch=batch,
-                             stages=not quick)
+                             stages=not quick, peers=not quick)
     data = run_table7(families, family_options, settings, report=_echo)
     for path in write_report(data, report_dir):
         click.echo(str(path))

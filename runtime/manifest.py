@@ -87,6 +87,15 @@ class TargetInfo:
 
 
 @dataclass
+class CpuTargetInfo:
+    """The CPU an ONNX Runtime CPU bundle's graphs were optimised for when it was built: the saved blocked
+    convolution layout is specific to its instruction sets (``isa``, as ``cpu_target.ISA_FLAGS`` lists them)."""
+
+    cpu_name: str
+    isa: list[str]
+
+
+@dataclass
 class Manifest:
     tool_version: str
     backend: str  # a key of sr_runtime.backends.BACKEND_CLASSES, checked when the bundle is opened
@@ -99,6 +108,7 @@ class Manifest:
     checkpoints: dict[str, CheckpointRecord]
     files: list[FileRecord] = field(default_factory=list)  # the family's other files (prompt_embeds.npy)
     target: TargetInfo | None = None  # TensorRT only
+    cpu_target: CpuTargetInfo | None = None  # ONNX Runtime CPU graphs optimised offline (--optimize-for-this-cpu)
     created: str = ""
     # Why the engines are fp32 although fp16 was asked for (fp16 overflowed on the sample input); None otherwise.
     precision_fallback: str | None = None

@@ -48,10 +48,10 @@ class Upscaler:
         ``verify``: check every file's sha256 first, so a damaged bundle is refused before it runs."""
         bundle = Path(path)
         manifest = read_manifest(bundle, TOOL_VERSION)
+        engine_backend = backend_for(backend or manifest.backend, options)
+        engine_backend.check(manifest)  # before hashing GBs: a bundle for another machine is refused at once
         if verify:
             check_files(bundle, manifest)
-        engine_backend = backend_for(backend or manifest.backend, options)
-        engine_backend.check(manifest)
         family = open_family(bundle, manifest)
         if manifest.demo:
             log.warning("%s is a DEMO bundle (random weights): its outputs are NOT meaningful", bundle)

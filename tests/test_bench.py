@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from click.testing import CliRunner
 
-from sr_export.bench.table7 import PAPER_ROWS, table_rows
+from sr_export.bench.family import Peer
+from sr_export.bench.table7 import PAPER_ROWS, BenchSettings, planned_jobs, table_rows
 from sr_export.cli import main
 from sr_export.families import FAMILIES
 
@@ -68,5 +70,42 @@ def test_quick_times_end_to_end_only(tmp_path, tiny_checkpoints):
     (backend,) = data["methods"][0]["backends"]
     assert len(backend["end_to_end"]["samples_ms"]) == 1 and backend["stages"] == {}
     assert data["meta"]["stages_timed"] is False and data["meta"]["fp32_gemm_gflops"] > 0
+    assert data["meta"]["peers_left_out"] is False  # --backends was given
+    assert backend["host_gemm_gflops"] > 0  # the host's speed when this row ran
     md = (report / "report.md").read_text()
-    assert "Not timed in this run (`--quick`" in md and "GFLOP/s" in md
+    assert "Not timed in this run (`--quick`" in md and "GFLOP/s" in md and "OpenVINO not timed" not in md
+    assert "Host speed when each row ran" in md and "InvSR-1 onnxruntime-cpu" in md
+
+
+def test_quick_leaves_the_peers_out_unless_asked():
+    settings = BenchSettings(peers=False)
+    families = {"invsr": FAMILIES["invsr"].bench({o.name: None for o in FAMILIES["invsr"].bench_options}, print)}
+    labels = {job.backend for job in planned_jobs(families, settings)}
+    assert labels == {"eager", "compile", "onnxruntime-cpu"}
+    asked = {job.backend for job in planned_jobs(families, replace(settings, backends=("eager", "openvino-cpu")))}
+    assert asked == {"eager", "openvino-cpu"}
+    assert "openvino-cpu" in {job.backend for job in planned_jobs(families, BenchSettings())} or \
+        Peer.OPENVINO.problem() is not None
+
+
+def test_a_drifting_host_is_flagged(tmp_path):
+    from sr_export.bench.report import write_report
+
+    def backend(name, median, rate):
+        return {"backend": name, "precision": "fp32", "end_to_end": {"samples_ms": [median], "min_ms": median,
+                "median_ms": median}, "ratio_to_eager": None, "stages": {}, "peak_host_mib": None,
+                "resident_before_mib": None, "peak_device_mib": None, "large_ms": None, "note": "",
+                "host_gemm_gflops": rate}
+
+    method = {"method": {"name": "RealESRGAN", "paper_ms": 65, "paper_params_m": 16.7}, "params_m": 16.7,
+              "params_counts": "the whole RRDBNet", "weights": "random", "status": "measured", "failures": []}
+    meta = {"date": "d", "device": "cpu", "device_name": "cpu", "isa": [], "fp32_gemm_gflops": 150, "cpu_count": 2,
+            "load_average": 0, "versions": {}, "sr_export": "0", "runs": 1, "warmup": 1, "stages_timed": False,
+            "batch_large": 4, "shape": "x4"}
+    steady = {**method, "backends": [backend("eager", 5000, 124), backend("onnxruntime-cpu", 4000, 130)]}
+    drifted = {**method, "backends": [backend("eager", 5000, 124), backend("onnxruntime-cpu", 4000, 178)]}
+    for name, row, flagged in (("steady", steady, False), ("drifted", drifted, True)):
+        write_report({"meta": meta, "methods": [row]}, tmp_path / name)
+        md = (tmp_path / name / "report.md").read_text()
+        assert "RealESRGAN eager 124, RealESRGAN onnxruntime-cpu" in md
+        assert ("changed by 44%" in md) is flagged

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -19,6 +21,7 @@ from click.testing import CliRunner
 from helpers import make_image, psnr
 from PIL import Image
 
+from sr_export.bench.bundles import cached_bundle
 from sr_export.builders.backends import BACKENDS
 from sr_export.builders.bundle_builder import BuildOptions, build_bundle
 from sr_export.builders.onnx_cache import FP16_CHECK
@@ -38,6 +41,7 @@ from sr_export.families.rrdbnet.model import (
 )
 from sr_export.families.rrdbnet.source import resolve_rrdbnet_source
 from sr_export.onnx_export import export_graph
+from sr_runtime.cpu_target import this_cpu
 from sr_runtime.crop_tiling import keep_ranges, plan_crop_tiles, upscale_tiled
 from sr_runtime.errors import SRError
 from sr_runtime.families.rrdbnet.graphs import dims
@@ -454,6 +458,35 @@ def test_cli_build_and_upscale_realesrgan(tmp_path, cache, checkpoint, test_mode
     assert "timesteps" not in result.output
 
 
+def test_cli_build_optimised_for_this_cpu(tmp_path, cache, checkpoint, test_model):
+    runner = CliRunner()
+    bundle, image_file, out = tmp_path / "cpu-bundle", tmp_path / "in.png", tmp_path / "out.png"
+    args = ["build", "--model", "realesrgan", "--checkpoint", str(checkpoint), "--tile", "64", "--batch", "2",
+            "--overlap", "19", "--optimize-for-this-cpu", "-o", str(bundle)]
+    result = runner.invoke(main, [*args, "--backend", "onnxruntime-cpu"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(bundle, TOOL_VERSION)
+    assert manifest.cpu_target == this_cpu()
+    graph = onnx.load(str(bundle / manifest.graphs["rrdbnet"].file), load_external_data=False).graph
+    if "avx2" in manifest.cpu_target.isa:  # where ONNX Runtime blocks channels, the saved graph has its layout
+        assert any(node.domain == "com.microsoft.nchwc" for node in graph.node)
+    image = make_image(65, 70, seed=5)
+    np.testing.assert_allclose(Upscaler.from_bundle(bundle).upscale(image), torch_sr(test_model, image),
+                               rtol=0, atol=FP32_ATOL)
+    result = runner.invoke(main, ["inspect", str(bundle)])
+    assert result.exit_code == 0 and "graphs optimised for this CPU" in result.output
+    # On a CPU with other instruction sets the saved layout does not apply: refused in one line, no output.
+    data = json.loads((bundle / MANIFEST_NAME).read_text())
+    data["cpu_target"]["isa"] = ["avx512f"]
+    (bundle / MANIFEST_NAME).write_text(json.dumps(data))
+    Image.fromarray((image * 255).round().astype(np.uint8)).save(image_file)
+    result = runner.invoke(main, ["upscale", str(image_file), "-o", str(out), "-e", str(bundle)])
+    assert result.exit_code == 1 and "optimised for" in result.output and "rebuild it here" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+    result = runner.invoke(main, [*args, "--backend", "onnxruntime-cuda"])
+    assert result.exit_code != 0 and "--optimize-for-this-cpu" in result.output
+
+
 def test_the_default_tile_follows_the_backend():
     family = RRDBNetExport()
     assert family.default_tile(BACKENDS["onnxruntime-cpu"]) == CPU_TILE
@@ -473,3 +506,24 @@ def test_cli_demo_build_and_misplaced_options(tmp_path, cache, monkeypatch):
                            (["--model", "realesrgan", "--tile", "32", "--overlap", "16"], "twice the overlap")]:
         result = runner.invoke(main, ["build", *args])
         assert result.exit_code == 1 and fragment in result.output, result.output
+
+
+def test_bench_bundles_are_reused_until_what_they_are_built_from_changes(cache, checkpoint, test_model):
+    source = resolve_rrdbnet_source(REALESRGAN, checkpoint, RECEPTIVE_RADIUS, report=_quiet)
+    opts = BuildOptions(backend="onnxruntime-cpu", precision=Precision.FP32, tile=TILE, batch=BATCH)
+    first = cached_bundle(source, opts, "realesrgan", _quiet)
+    engine = first / read_manifest(first, TOOL_VERSION).graphs["rrdbnet"].file
+    built = engine.stat().st_ino
+    messages: list[str] = []
+    assert cached_bundle(source, opts, "realesrgan", messages.append) == first
+    assert engine.stat().st_ino == built and not any("building" in m for m in messages), messages
+    rebatched = cached_bundle(source, replace(opts, batch=BATCH + 1), "realesrgan", _quiet)
+    assert rebatched != first and read_manifest(rebatched, TOOL_VERSION).graphs["rrdbnet"].profile != \
+        read_manifest(first, TOOL_VERSION).graphs["rrdbnet"].profile
+    # A damaged entry is built again, never opened.
+    engine.write_bytes(engine.read_bytes()[:-1])
+    messages.clear()
+    assert cached_bundle(source, opts, "realesrgan", messages.append) == first
+    assert any("damaged" in m for m in messages) and any("building" in m for m in messages), messages
+    image = make_image(TILE, TILE, seed=3)
+    np.testing.assert_allclose(Upscaler.from_bundle(first).upscale(image), torch_sr(test_model, image), rtol=0, atol=FP32_ATOL)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sr_runtime.cpu_target import cpu_features, cpu_name
+
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
 
@@ -69,7 +71,6 @@ def host_resident_mib() -> float | None:
 def machine(device: str) -> dict:
     """Where and with what a report was measured."""
     import os
-    import platform
     from datetime import datetime, timezone
 
     from sr_runtime.version import TOOL_VERSION
@@ -80,11 +81,7 @@ def machine(device: str) -> dict:
             versions[name] = __import__(name).__version__
         except Exception:  # absent or a broken stub: not part of this run
             continue
-    device_name = platform.processor() or platform.machine()
-    try:
-        device_name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    device_name = cpu_name()
     if device == "cuda":
         import torch
 
@@ -100,18 +97,6 @@ def machine(device: str) -> dict:
         "versions": versions,
         "sr_export": TOOL_VERSION,
     }
-
-
-# The instruction sets that decide how fast CPU kernels run (ONNX Runtime, OpenVINO and oneDNN pick per set).
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
-
-
-def cpu_features() -> list[str]:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":", 1)[1].split()
-    except (OSError, StopIteration):
-        return []
-    return [flag for flag in ISA_FLAGS if flag in flags]
 
 
 GEMM_SIZE = 4096

@@ -18,10 +18,10 @@ from sr_runtime.version import TOOL_VERSION
 
 from ..attention import Attention
 from ..builders.backends import BACKENDS
-from ..builders.bundle_builder import BuildOptions, build_bundle
-from ..cache import cache_root
+from ..builders.bundle_builder import BuildOptions
 from ..families.base import FamilySource
 from ..reporting import Report
+from .bundles import cached_bundle
 from .family import BenchBackend, Peer, backend_label
 
 
@@ -52,7 +52,6 @@ def bench_upscaler(source: FamilySource, backend: BenchBackend, precision: Preci
     """``source``'s bundle for ``backend`` (built once into the cache), open."""
     engine = BACKENDS["onnxruntime-cpu"] if backend is Peer.OPENVINO else backend
     opts = BuildOptions(backend=engine.name, precision=precision, tile=tile, batch=batch,
-                        attention=Attention.PLAIN if backend is Peer.OPENVINO else None,
-                        output=cache_root() / "bench-bundles" / f"{name}-{backend_label(backend)}-{precision.value}-b{batch}")
-    bundle = build_bundle(source, opts, report=report)
+                        attention=Attention.PLAIN if backend is Peer.OPENVINO else None)
+    bundle = cached_bundle(source, opts, f"{name}-{backend_label(backend)}-{precision.value}-b{batch}", report)
     return openvino_upscaler(bundle) if backend is Peer.OPENVINO else Upscaler.from_bundle(bundle, options=RuntimeOptions())

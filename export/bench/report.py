@@ -6,6 +6,9 @@ import json
 import statistics
 from pathlib import Path
 
+# Rows measured at GEMM rates further apart than this are flagged: run-to-run noise here is about 5%.
+HOST_DRIFT = 1.1
+
 
 def _fmt(ms: float | None) -> str:
     if ms is None:
@@ -61,6 +64,16 @@ def render_markdown(data: dict) -> str:
         params = "not yet reproduced" if m["status"] != "measured" else (f"{m['params_m']:.2f}" if m["params_m"] else "–")
         paper_params = f"{meth['paper_params_m']:.2f}" if meth["paper_params_m"] else "–"
         lines.append(f"| {meth['name']} | {params} | {paper_params} | {_fmt(meth['paper_ms'])} | " + " | ".join(cells) + " |")
+    rates = [(f"{m['method']['name']} {b['backend']}", b["host_gemm_gflops"]) for m in methods for b in m["backends"]
+             if b.get("host_gemm_gflops")]
+    if rates:
+        lowest, highest = min(r for _, r in rates), max(r for _, r in rates)
+        lines += ["", "Host speed when each row ran (fp32 GEMM, GFLOP/s): "
+                  + ", ".join(f"{name} {rate:.0f}" for name, rate in rates) + "."
+                  + (f" **The host's speed changed by {highest / lowest - 1:.0%} during this run**: ratios between "
+                     "rows measured at different rates include that change." if highest > HOST_DRIFT * lowest else "")]
+    if meta.get("peers_left_out"):
+        lines += ["", "OpenVINO not timed in this run (`--quick`: add `--backends ...,openvino-cpu` for it)."]
     failed = [f"{m['method']['name']} on {f}" for m in methods for f in m.get("failures", [])]
     if failed:
         lines += ["", "Not measured (the run failed): " + "; ".join(failed) + "."]

@@ -17,12 +17,21 @@ from .family import (
     BenchFamily,
     Method,
     ParamCount,
+    Peer,
     Runner,
     TorchMode,
     backend_label,
     backend_named,
 )
-from .measure import Timing, host_peak_mib, host_resident_mib, machine, reset_host_peak, time_calls
+from .measure import (
+    Timing,
+    fp32_gemm_gflops,
+    host_peak_mib,
+    host_resident_mib,
+    machine,
+    reset_host_peak,
+    time_calls,
+)
 
 # Table 7 of the InvSR paper (A100, ms; #params in M as the paper counts it, where known here; InvSR-3/5
 # times are not in it). Which rows are measured, and with how many steps, the families say.
@@ -60,6 +69,7 @@ class BackendResult:
     peak_host_mib: float | None = None
     resident_before_mib: float | None = None  # process RSS when the timed runs started (weights included)
     peak_device_mib: float | None = None
+    host_gemm_gflops: float | None = None  # the CPU's fp32 GEMM rate just before this row ran
     large_ms: float | None = None  # one 512 -> 2048 image
     large_tiles: int = 0
     note: str = ""
@@ -84,7 +94,8 @@ class BenchSettings:
     device: str = "cpu"
     runs: int = 3
     warmup: int = 1
-    backends: tuple[str, ...] | None = None  # None: every backend available
+    backends: tuple[str, ...] | None = None  # None: every backend available (the peers only with ``peers``)
+    peers: bool = True  # with ``backends`` None: also the peers reading the bundle's ONNX (OpenVINO)
     methods: tuple[str, ...] | None = None
     large: bool = False
     batch: int = 4
@@ -117,6 +128,9 @@ def _device_peak_mib(device: str, backend: BenchBackend) -> float | None:
 
 def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: BenchSettings, report) -> BackendResult:
     sync = _sync(s.device)
+    # A shared host's speed drifts during a run (this 2-core VM: 124 to 178 GFLOP/s in one report), so
+    # each row records it, before the peak is reset so its buffers do not count.
+    gemm = fp32_gemm_gflops() if s.device == "cpu" else None
     # Weights are loaded by now: the peak above this is what running the networks costs.
     reset_host_peak()
     before = host_resident_mib()
@@ -133,6 +147,7 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
         stages={st.name: {"per_image": st.per_image, "samples_ms": stages[st.name].samples_ms}
                 for st in runner.stages if st.name in stages},
         peak_host_mib=host_peak_mib(), resident_before_mib=before, peak_device_mib=_device_peak_mib(s.device, backend), note=runner.note,
+        host_gemm_gflops=gemm,
     )
     if s.large and runner.large is not None:
         report(f"    512 -> 2048 ({runner.large_tiles} tiles, batch {s.batch})")
@@ -175,14 +190,21 @@ def _eta(done: list[tuple[str, float]], remaining: list[Job]) -> str:
     return f"about {left / 60:.0f} min left"
 
 
+def planned_jobs(families: dict[str, BenchFamily], s: BenchSettings) -> list[Job]:
+    """Every (row, backend) ``s`` asks for, in the order they run."""
+    rows = {m.name: m for m in table_rows(families) if s.methods is None or m.name in s.methods}
+    return [Job(name, rows[method], backend_label(backend), precision)
+            for name, family in families.items() for method in family.methods if method in rows
+            for backend, precision in family.backends(s.device)
+            if (backend_label(backend) in s.backends if s.backends is not None
+                else s.peers or not isinstance(backend, Peer))]
+
+
 def run_table7(families: dict[str, BenchFamily], options: dict[str, dict], s: BenchSettings, report=print) -> dict:
     """Every (row, backend) measured in its own process; ``options``: each family's bench options."""
     results = {m.name: MethodResult(m, status="measured" if m.family in families else "not yet reproduced")
                for m in table_rows(families) if s.methods is None or m.name in s.methods}
-    jobs = [Job(name, results[method].method, backend_label(backend), precision)
-            for name, family in families.items() for method in family.methods if method in results
-            for backend, precision in family.backends(s.device)
-            if s.backends is None or backend_label(backend) in s.backends]
+    jobs = planned_jobs(families, s)
     done: list[tuple[str, float]] = []
     spawn = multiprocessing.get_context("spawn")
     for index, job in enumerate(jobs):
@@ -220,6 +242,7 @@ def _meta(s: BenchSettings) -> dict:
         "runs": s.runs,
         "warmup": s.warmup,
         "stages_timed": s.stages,
+        "peers_left_out": s.backends is None and not s.peers,
         "batch_large": s.batch,
         "shape": "x4, 1x3x128x128 -> 1x3x512x512, batch 1",
     }

@@ -38,6 +38,7 @@ class BuildOptions:
     strongly_typed: bool = False
     opt_level: int = 3
     workspace_gib: float | None = None
+    cpu_offline: bool = False  # ONNX Runtime CPU only: the graphs saved optimised for this CPU
     # How attention is exported (None: the backend's way); benchmarks give OpenVINO the plain graph.
     attention: Attention | None = None
 
@@ -73,6 +74,8 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
     precision = opts.precision or backend.default_precision
     if opts.batch < 1:
         raise SRError(f"--batch must be at least 1, got {opts.batch}")
+    if opts.cpu_offline and backend.name != "onnxruntime-cpu":
+        raise SRError(f"--optimize-for-this-cpu is for --backend onnxruntime-cpu bundles, not {backend}")
     if opts.output is not None:
         check_bundle_target(opts.output)  # before any work; checked again when the bundle is swapped in
     plan = source.plan_build(opts.tile, opts.batch, report)
@@ -82,7 +85,8 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
                                                         opts.attention or backend.attention, report)
     precision = Precision.FP32 if fallback else precision
     final = opts.output or default_bundle_path(plan.stem, backend.name, precision)
-    settings = EngineSettings(precision, final.parent, opts.strongly_typed, opts.opt_level, opts.workspace_gib)
+    settings = EngineSettings(precision, final.parent, opts.strongly_typed, opts.opt_level, opts.workspace_gib,
+                              opts.cpu_offline)
     builder = backend.builder(settings, report)
     if final.exists():
         report(f"replacing the bundle {final}")
@@ -108,6 +112,7 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
                 files=files,
                 checkpoints=source.checkpoints,
                 target=builder.target,
+                cpu_target=builder.cpu_target,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 precision_fallback=fallback,
             ),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -12,7 +11,7 @@ from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION
 
 from ..attention import Attention
-from ..cache import cache_root, cached_folder
+from ..cache import cache_key, cache_root, cached_folder
 from ..families.base import BuildPlan, FamilySource
 from ..onnx_export import export_graph, fp16_overflow
 from ..reporting import Report
@@ -22,12 +21,9 @@ FP16_CHECK = "fp16_check.json"  # in an fp16 cache folder: the overflow check's 
 
 
 def onnx_cache_dir(source: FamilySource, precision: Precision, tile: int, opset: int, attention: Attention) -> Path:
-    key = json.dumps(
-        {"tool": TOOL_VERSION, "weights": source.fingerprint(), "precision": precision.value, "tile": tile,
-         "opset": opset, "attention": attention.value},
-        sort_keys=True,
-    )
-    return cache_root() / "onnx" / hashlib.sha256(key.encode()).hexdigest()[:24]
+    key = cache_key({"tool": TOOL_VERSION, "weights": source.fingerprint(), "precision": precision.value, "tile": tile,
+                     "opset": opset, "attention": attention.value})
+    return cache_root() / "onnx" / key[:24]
 
 
 def export_graphs(source: FamilySource, plan: BuildPlan, precision: Precision, tile: int, opset: int,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..cpu_target import this_cpu
 from ..errors import SRError
 from ..manifest import GraphInfo, Manifest
 from .base import (
@@ -54,8 +55,13 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(err).__name__
 
 
-def open_session(bundle: Path, name: str, info: GraphInfo, providers: list, options: RuntimeOptions) -> OrtSession:
+def open_session(bundle: Path, name: str, info: GraphInfo, providers: list, options: RuntimeOptions,
+                 optimised: bool = False) -> OrtSession:
+    """``optimised``: the graph was saved optimised at build time (``--optimize-for-this-cpu``), so
+    ONNX Runtime is not asked to optimise it again."""
     so = ort.SessionOptions()
+    if optimised:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = options.threads
     # Each session's arena stays at its own peak: with a bundle's dozens of sessions (S3Diff: 58) that held
     # 7.66 GiB against 1.15 GiB without it on a 256 -> 1024 image, at no measured cost in time.
@@ -70,8 +76,22 @@ def open_session(bundle: Path, name: str, info: GraphInfo, providers: list, opti
 class OrtCpuBackend(Backend):
     name = "onnxruntime-cpu"
 
+    def check(self, manifest: Manifest) -> None:
+        super().check(manifest)
+        if (target := manifest.cpu_target) is None:
+            return
+        here = this_cpu()
+        if target.isa != here.isa or manifest.backend_version != ort.__version__:
+            raise SRError(
+                f"the bundle's graphs were optimised for {target.cpu_name} ({', '.join(target.isa) or 'no AVX'}) by "
+                f"ONNX Runtime {manifest.backend_version}, this is {here.cpu_name} ({', '.join(here.isa) or 'no AVX'}) "
+                f"with ONNX Runtime {ort.__version__}; rebuild it here, or without --optimize-for-this-cpu"
+            )
+
     def open(self, bundle: Path, manifest: Manifest) -> dict[str, EngineSession]:
-        return {name: open_session(bundle, name, g, [CPU_EP], self.options) for name, g in manifest.graphs.items()}
+        optimised = manifest.cpu_target is not None
+        return {name: open_session(bundle, name, g, [CPU_EP], self.options, optimised)
+                for name, g in manifest.graphs.items()}
 
 
 def cuda_provider_options(options: RuntimeOptions) -> dict[str, str]:

@@ -66,8 +66,8 @@ def adaptive_bench(size, tile, batch, runs, report_dir, **checkpoints) -> None:
     """Patch-adaptive sampling (--steps auto) against uniform 1, 3 and 5 steps: time and steps run."""
     from sr_runtime.pipeline import Upscaler
 
-    from ...builders.bundle_builder import BuildOptions, build_bundle
-    from ...cache import cache_root
+    from ...bench.bundles import cached_bundle
+    from ...builders.bundle_builder import BuildOptions
     from . import InvSRExport
     from .schedule import step_groups
 
@@ -76,9 +76,8 @@ def adaptive_bench(size, tile, batch, runs, report_dir, **checkpoints) -> None:
 
     family_bench = InvSRExport().bench(checkpoints, report)
     source = family_bench.source.with_groups(*step_groups("adaptive"))
-    output = cache_root() / "bench-bundles" / f"invsr-adaptive-onnxruntime-cpu-fp32-t{tile}-b{batch}"
-    bundle = build_bundle(source, BuildOptions(backend="onnxruntime-cpu", precision=Precision.FP32, tile=tile,
-                                               batch=batch, output=output), report=report)
+    bundle = cached_bundle(source, BuildOptions(backend="onnxruntime-cpu", precision=Precision.FP32, tile=tile,
+                                                batch=batch), f"invsr-adaptive-onnxruntime-cpu-fp32-t{tile}-b{batch}", report)
     upscaler = Upscaler.from_bundle(bundle)
     section = upscaler.manifest.section
     image = mixed_image(size)

@@ -24,7 +24,8 @@ from sr_runtime.graph_io import GraphIO
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...builders.bundle_builder import BuildOptions, build_bundle
+from ...bench.bundles import cached_bundle
+from ...builders.bundle_builder import BuildOptions
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
@@ -118,11 +119,11 @@ class ResShiftBench(bench.BenchFamily):
                       for io in GRAPHS]
             return bench.Runner(run=lambda: reference.run_batch(feeds), stages=stages,
                                 large=lambda: reference.upscale(large_image, options), large_tiles=large_tiles)
-        opts = BuildOptions(backend=backend.name, precision=precision, tile=bench.TILE, batch=batch,
-                            output=cache_root() / "bench-bundles" / f"{source.name}-{backend}-{precision.value}-b{batch}")
+        opts = BuildOptions(backend=backend.name, precision=precision, tile=bench.TILE, batch=batch)
+        bundle = cached_bundle(source, opts, f"{source.name}-{backend}-{precision.value}-b{batch}", self._report)
         from sr_runtime.pipeline import Upscaler
 
-        upscaler = Upscaler.from_bundle(build_bundle(source, opts, report=self._report), options=RuntimeOptions())
+        upscaler = Upscaler.from_bundle(bundle, options=RuntimeOptions())
         stages = [bench.Stage(STAGE_LABELS[io.name], lambda s=upscaler.sessions[io.name], f=inputs[io.name]: s.run(f),
                               len(section.steps) if io is UNET_STEP else 1) for io in GRAPHS]
         return bench.Runner(
