@@ -185,7 +185,7 @@ def build(model, backend, precision, tile, batch, output, **options):
     chosen = options_for(ctx, [g for g in BUILD_GROUPS if g.owner == family.name], BUILD_GROUPS,
                          f"--model {model} takes {flags(family.build_options)}")
     engine = options_for(ctx, [g for g in BACKEND_GROUPS if backend in (AUTO, g.owner)], BACKEND_GROUPS,
-                         f"--backend {backend} builds no {' / '.join(g.title for g in BACKEND_GROUPS)} engines")
+                         f"--backend {backend} does not take them")
     engine_backend = select_backend(backend)  # fails at once when the asked-for backend is unusable here
     tile = family.default_tile(engine_backend) if tile is None else tile
     family.check_build(model, chosen, tile)  # before any heavy work
