@@ -228,8 +228,7 @@ def inspect(bundle, verify):
     if m.target:
         lines.append(f"target      {m.target.gpu_name} (compute capability {m.target.compute_capability})")
     if m.cpu_target:
-        lines.append(f"target      {m.cpu_target.cpu_name} ({', '.join(m.cpu_target.isa) or 'no AVX'}): "
-                     "graphs optimised for this CPU")
+        lines.append(f"target      {m.cpu_target}: graphs optimised for this CPU")
     click.echo("\n".join(lines))
     if verify:
         from sr_runtime.bundle_check import verify_bundle

@@ -94,6 +94,9 @@ class CpuTargetInfo:
     cpu_name: str
     isa: list[str]
 
+    def __str__(self) -> str:
+        return f"{self.cpu_name} ({', '.join(self.isa) or 'no AVX'})"
+
 
 @dataclass
 class Manifest:

@@ -190,9 +190,13 @@ def _eta(done: list[tuple[str, float]], remaining: list[Job]) -> str:
     return f"about {left / 60:.0f} min left"
 
 
+def asked_rows(families: dict[str, BenchFamily], s: BenchSettings) -> dict[str, Method]:
+    return {m.name: m for m in table_rows(families) if s.methods is None or m.name in s.methods}
+
+
 def planned_jobs(families: dict[str, BenchFamily], s: BenchSettings) -> list[Job]:
     """Every (row, backend) ``s`` asks for, in the order they run."""
-    rows = {m.name: m for m in table_rows(families) if s.methods is None or m.name in s.methods}
+    rows = asked_rows(families, s)
     return [Job(name, rows[method], backend_label(backend), precision)
             for name, family in families.items() for method in family.methods if method in rows
             for backend, precision in family.backends(s.device)
@@ -202,8 +206,8 @@ def planned_jobs(families: dict[str, BenchFamily], s: BenchSettings) -> list[Job
 
 def run_table7(families: dict[str, BenchFamily], options: dict[str, dict], s: BenchSettings, report=print) -> dict:
     """Every (row, backend) measured in its own process; ``options``: each family's bench options."""
-    results = {m.name: MethodResult(m, status="measured" if m.family in families else "not yet reproduced")
-               for m in table_rows(families) if s.methods is None or m.name in s.methods}
+    results = {name: MethodResult(m, status="measured" if m.family in families else "not yet reproduced")
+               for name, m in asked_rows(families, s).items()}
     jobs = planned_jobs(families, s)
     done: list[tuple[str, float]] = []
     spawn = multiprocessing.get_context("spawn")

@@ -33,7 +33,7 @@ class OnnxCopier(EngineBuilder):
         scratch.mkdir()
         try:
             graph = self._copy(onnx_file, scratch, spec).files[0]
-            log.info("%s: saving ONNX Runtime's optimised graph for %s", spec.name, ", ".join(self.cpu_target.isa))
+            log.info("%s: saving ONNX Runtime's optimised graph for %s", spec.name, self.cpu_target)
             return BuiltEngine(save_optimised_graph(graph, folder))
         finally:
             shutil.rmtree(scratch)

@@ -83,9 +83,8 @@ class OrtCpuBackend(Backend):
         here = this_cpu()
         if target.isa != here.isa or manifest.backend_version != ort.__version__:
             raise SRError(
-                f"the bundle's graphs were optimised for {target.cpu_name} ({', '.join(target.isa) or 'no AVX'}) by "
-                f"ONNX Runtime {manifest.backend_version}, this is {here.cpu_name} ({', '.join(here.isa) or 'no AVX'}) "
-                f"with ONNX Runtime {ort.__version__}; rebuild it here, or without --optimize-for-this-cpu"
+                f"the bundle's graphs were optimised for {target} by ONNX Runtime {manifest.backend_version}, "
+                f"this is {here} with ONNX Runtime {ort.__version__}; rebuild it here, or without --optimize-for-this-cpu"
             )
 
     def open(self, bundle: Path, manifest: Manifest) -> dict[str, EngineSession]:
