@@ -223,6 +223,8 @@ def inspect(bundle, verify):
     for name, g in m.graphs.items():
         ins = ", ".join(f"{t.name}{tuple(t.shape)}:{t.dtype}" for t in g.inputs)
         lines.append(f"graph       {name:16s} {g.file} ({g.size / 2**20:.1f} MiB)  in: {ins}")
+        if g.rewrites:
+            lines.append(f"            {'':16s} rewritten: {g.rewrites}")
     for name, ck in m.checkpoints.items():
         lines.append(f"checkpoint  {name}: {ck.path}")
     if m.target:

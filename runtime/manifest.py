@@ -51,6 +51,7 @@ class GraphInfo:
     precision_summary: dict[str, Any] = field(default_factory=dict)  # e.g. TensorRT layer precisions
     # Files the engine file loads at run time: an ONNX graph over 2 GiB keeps its weights in a .data file.
     data_files: list[FileRecord] = field(default_factory=list)
+    rewrites: str = ""  # what the builder rewrote in the exported graph (ONNX Runtime CPU: convolutions)
 
     def files(self) -> list[FileRecord]:
         """Every file this graph needs, the engine file first."""

@@ -18,6 +18,7 @@ import torch
 from click.testing import CliRunner
 from helpers import make_image, psnr
 
+from sr_export.builders import cpu_convolutions
 from sr_export.builders.bundle_builder import BuildOptions, build_bundle
 from sr_export.cli import main
 from sr_export.families.invsr.graphs import GRAPHS
@@ -80,6 +81,18 @@ def test_bundle_matches_the_reference_on_a_tiled_image(source, bundles, steps):
     assert got.shape == expected.shape == (180, 280, 3)
     assert psnr(got, expected) >= MIN_PSNR
     assert upscaler.manifest.section.groups[0].timesteps == [t - 1.0 for t in DEFAULT_TIMESTEPS[steps]]
+
+
+def test_a_bundle_with_every_3x3_convolution_as_winograd_matches_the_reference(source, tmp_path, monkeypatch):
+    # The tiny networks are far below the widths and sizes where Winograd pays; the same rewrite, forced.
+    monkeypatch.setattr(cpu_convolutions, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(cpu_convolutions, "WINOGRAD_MIN_PIXELS", 1)
+    bundle = _build(source, tmp_path / "winograd", 1)
+    upscaler = Upscaler.from_bundle(bundle)
+    assert all("as Winograd F(4x4, 3x3)" in g.rewrites for g in upscaler.manifest.graphs.values())
+    image = make_image(45, 70, seed=1)
+    expected = _reference(source, bundle).upscale(image, UpscaleSettings(tile=TILE, batch=BATCH))
+    assert psnr(upscaler.upscale(image), expected) >= MIN_PSNR
 
 
 @pytest.mark.parametrize("color_fix", [None, "wavelet", "ycbcr"])

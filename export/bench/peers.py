@@ -52,6 +52,7 @@ def bench_upscaler(source: FamilySource, backend: BenchBackend, precision: Preci
     """``source``'s bundle for ``backend`` (built once into the cache), open."""
     engine = BACKENDS["onnxruntime-cpu"] if backend is Peer.OPENVINO else backend
     opts = BuildOptions(backend=engine.name, precision=precision, tile=tile, batch=batch,
-                        attention=Attention.PLAIN if backend is Peer.OPENVINO else None)
+                        attention=Attention.PLAIN if backend is Peer.OPENVINO else None,
+                        winograd=backend is not Peer.OPENVINO)  # OpenVINO picks its own convolution algorithms
     bundle = cached_bundle(source, opts, f"{name}-{backend_label(backend)}-{precision.value}-b{batch}", report)
     return openvino_upscaler(bundle) if backend is Peer.OPENVINO else Upscaler.from_bundle(bundle, options=RuntimeOptions())

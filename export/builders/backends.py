@@ -30,6 +30,7 @@ AUTO = "auto"
 class BuiltEngine:
     files: list[Path]  # the engine file, then the files it loads at run time (external weights)
     precision_summary: dict = field(default_factory=dict)  # TensorRT: layer precisions
+    rewrites: str = ""  # what the builder rewrote in the graph, if anything
 
 
 class EngineBuilder(ABC):
@@ -53,6 +54,7 @@ class EngineSettings:
     opt_level: int = 3  # TensorRT builder optimization level, 0-5
     workspace_gib: float | None = None  # TensorRT tactics' scratch limit (None: TensorRT's default)
     cpu_offline: bool = False  # ONNX Runtime CPU: save the graphs optimised for this CPU
+    winograd: bool = True  # ONNX Runtime CPU: wide 3x3 convolutions as Winograd F(4x4, 3x3)
 
 
 class EngineBackend(ABC):
@@ -103,7 +105,8 @@ class OnnxRuntimeBackend(EngineBackend):
     def builder(self, settings: EngineSettings, report: Report) -> EngineBuilder:
         from .onnxruntime_builder import OnnxCopier
 
-        return OnnxCopier(cpu_layout=self.device == "cpu", optimize_offline=settings.cpu_offline)
+        return OnnxCopier(cpu_layout=self.device == "cpu", optimize_offline=settings.cpu_offline,
+                          winograd=settings.winograd)
 
     def version(self) -> str:
         import onnxruntime
@@ -116,6 +119,9 @@ ONNXRUNTIME_CPU_OPTIONS = (
                  help="Save the graphs as ONNX Runtime optimises them for this CPU (blocked layout included): "
                       "sessions open in seconds, but only on CPUs with the same instruction sets and this "
                       "ONNX Runtime version."),
+    click.Option(["--winograd/--no-winograd"], default=True, show_default=True,
+                 help="Wide 3x3 convolutions on large images as Winograd F(4x4, 3x3): 2.25x fewer products, "
+                      "outputs within about 1e-5 of the direct convolution's."),
 )
 
 

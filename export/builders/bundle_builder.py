@@ -39,6 +39,7 @@ class BuildOptions:
     opt_level: int = 3
     workspace_gib: float | None = None
     cpu_offline: bool = False  # ONNX Runtime CPU only: the graphs saved optimised for this CPU
+    winograd: bool = True  # ONNX Runtime CPU only: wide 3x3 convolutions as Winograd F(4x4, 3x3)
     # How attention is exported (None: the backend's way); benchmarks give OpenVINO the plain graph.
     attention: Attention | None = None
 
@@ -61,6 +62,7 @@ def _graph_info(spec: GraphSpec, built: BuiltEngine, precision: Precision, profi
         outputs=_tensor_infos(spec.outputs, precision),
         profile=profile,
         precision_summary=built.precision_summary,
+        rewrites=built.rewrites,
         data_files=data,
     )
 
@@ -86,7 +88,7 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
     precision = Precision.FP32 if fallback else precision
     final = opts.output or default_bundle_path(plan.stem, backend.name, precision)
     settings = EngineSettings(precision, final.parent, opts.strongly_typed, opts.opt_level, opts.workspace_gib,
-                              opts.cpu_offline)
+                              opts.cpu_offline, opts.winograd)
     builder = backend.builder(settings, report)
     if final.exists():
         report(f"replacing the bundle {final}")

@@ -11,13 +11,9 @@ BatchNormalization with mean 0, variance 1, epsilon 0 and the scalar as scale co
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-
-from ..bundle import copy_file
 
 
 def _channels(model: onnx.ModelProto) -> dict[str, int]:
@@ -70,15 +66,3 @@ def scalar_mul_as_batchnorm(model: onnx.ModelProto) -> int:
     model.graph.initializer.extend(added)
     return rewritten
 
-
-def write_cpu_graph(src: Path, dst: Path) -> int:
-    """``src`` with the rewrites above, written to ``dst``; its external-data file (if any) is not read:
-    the graph keeps pointing at a file of the same name beside it. Returns the number of rewrites; a graph
-    with none is copied as it is (a reflink where the file system clones) rather than serialised again."""
-    model = onnx.load(str(src), load_external_data=False)
-    rewritten = scalar_mul_as_batchnorm(model)
-    if rewritten:
-        onnx.save_model(model, str(dst))
-    else:
-        copy_file(src, dst)
-    return rewritten
