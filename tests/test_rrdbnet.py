@@ -528,3 +528,15 @@ def test_bench_bundles_are_reused_until_what_they_are_built_from_changes(cache, 
     assert any("damaged" in m for m in messages) and any("building" in m for m in messages), messages
     image = make_image(TILE, TILE, seed=3)
     np.testing.assert_allclose(Upscaler.from_bundle(first).upscale(image), torch_sr(test_model, image), rtol=0, atol=FP32_ATOL)
+
+
+def test_the_openvino_peer_runs_the_bundle_in_fp32(tmp_path, checkpoint, test_model):
+    pytest.importorskip("openvino")
+    from sr_export.bench.peers import openvino_upscaler
+
+    tiles = np.random.default_rng(0).random((BATCH, 3, TILE, TILE), dtype=np.float32)
+    got = openvino_upscaler(build(tmp_path, checkpoint)).run_tiles(tiles)
+    with torch.no_grad():
+        expected = test_model(torch.from_numpy(tiles)).numpy()
+    # fp32 kernels agree to ~1e-6; OpenVINO's bf16 default on CPUs with bf16 instructions is ~1e-2 off.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)

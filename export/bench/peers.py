@@ -41,7 +41,10 @@ def openvino_upscaler(bundle: Path) -> Upscaler:
 
     manifest = read_manifest(bundle, TOOL_VERSION)
     core = ov.Core()
-    sessions = {name: OpenVinoSession(name, info, core.compile_model(str(bundle / info.file), "CPU"))
+    # OpenVINO computes in bf16 where the CPU has bf16 instructions (AVX-512 BF16, AMX) unless told
+    # otherwise: held to fp32, the bundle's precision, so that its column compares like with like.
+    fp32 = {"INFERENCE_PRECISION_HINT": "f32"}
+    sessions = {name: OpenVinoSession(name, info, core.compile_model(str(bundle / info.file), "CPU", fp32))
                 for name, info in manifest.graphs.items()}
     family = open_family(bundle, manifest)
     return Upscaler(manifest, HostChain(sessions, lru_cache(maxsize=8)(family.plan)), sessions, family)
