@@ -95,6 +95,22 @@ def test_a_bundle_with_every_3x3_convolution_as_winograd_matches_the_reference(s
     assert psnr(upscaler.upscale(image), expected) >= MIN_PSNR
 
 
+def test_cli_build_with_and_without_winograd(tiny_checkpoints, tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu_convolutions, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(cpu_convolutions, "WINOGRAD_MIN_PIXELS", 1)
+    sd, pth, yaml = tiny_checkpoints
+    checkpoints = ["--sd-turbo", str(sd), "--noise-predictor", str(pth), "--noise-predictor-config", str(yaml)]
+    for flags, winograd in (([], True), (["--no-winograd"], False)):
+        bundle = tmp_path / ("direct" if flags else "winograd")
+        result = CliRunner().invoke(main, ["build", "--backend", "onnxruntime-cpu", "--tile", str(TILE), *checkpoints,
+                                           *flags, "-o", str(bundle)])
+        assert result.exit_code == 0, result.output
+        rewrites = [g.rewrites for g in Upscaler.from_bundle(bundle).manifest.graphs.values()]
+        assert any("Winograd" in r for r in rewrites) == winograd, rewrites
+        shown = CliRunner().invoke(main, ["inspect", str(bundle)]).output
+        assert ("as Winograd F(4x4, 3x3)" in shown) == winograd and "upsampling convolution(s) as 4 phases" in shown
+
+
 @pytest.mark.parametrize("color_fix", [None, "wavelet", "ycbcr"])
 def test_bundle_matches_the_reference_on_a_padded_image_with_noise(source, bundles, color_fix):
     image = make_image(20, 27, seed=11)  # < tile: centred reflect padding, one call
