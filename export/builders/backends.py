@@ -105,7 +105,7 @@ class OnnxRuntimeBackend(EngineBackend):
     def builder(self, settings: EngineSettings, report: Report) -> EngineBuilder:
         from .onnxruntime_builder import OnnxCopier
 
-        return OnnxCopier(cpu_layout=self.device == "cpu", optimize_offline=settings.cpu_offline,
+        return OnnxCopier(for_cpu=self.device == "cpu", optimize_offline=settings.cpu_offline,
                           winograd=settings.winograd)
 
     def version(self) -> str:

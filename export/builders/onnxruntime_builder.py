@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class OnnxCopier(EngineBuilder):
-    def __init__(self, cpu_layout: bool, optimize_offline: bool = False, winograd: bool = True):
-        self.cpu_layout = cpu_layout
+    def __init__(self, for_cpu: bool, optimize_offline: bool = False, winograd: bool = True):
+        self.for_cpu = for_cpu  # the engines run on the CPU: its graph rewrites apply
         self.optimize_offline = optimize_offline
         self.winograd = winograd
         self.cpu_target = this_cpu() if optimize_offline else None
@@ -44,7 +44,7 @@ class OnnxCopier(EngineBuilder):
         """The graph and its external-data file, if it has one."""
         graph = folder / onnx_file.name
         rewrites = ""
-        if self.cpu_layout:
+        if self.for_cpu:
             built_for = {name: shapes[1] for name, shapes in profile.items()}  # the profile's opt shapes
             rewrites = str(write_cpu_graph(onnx_file, graph, built_for, self.winograd))
             log.info("%s: %s", spec.name, rewrites or "nothing to rewrite for the CPU")
