@@ -106,9 +106,9 @@ def _upsampling_as_phases(graph: gs.Graph, conv: gs.Node) -> None:
                 attrs={"blocksize": 2, "mode": "DCR"})
 
 
-def _upsampling_pairs(graph: gs.Graph) -> list[tuple[gs.Node, gs.Node]]:
-    """(Resize, Conv): each plain 3x3 convolution whose input is a nearest x2 upsampling nothing else reads."""
-    pairs = []
+def _upsampling_convolutions(graph: gs.Graph) -> list[gs.Node]:
+    """Each plain 3x3 convolution whose input is a nearest x2 upsampling nothing else reads."""
+    convs = []
     for resize in graph.nodes:
         if not _is_nearest_x2(resize):
             continue
@@ -117,8 +117,8 @@ def _upsampling_pairs(graph: gs.Graph) -> list[tuple[gs.Node, gs.Node]]:
             continue
         conv = upsampled.outputs[0]
         if _is_plain_3x3(conv) and conv.inputs[0] is upsampled:
-            pairs.append((resize, conv))
-    return pairs
+            convs.append(conv)
+    return convs
 
 
 def _int64(name: str, values: list[int]) -> gs.Constant:
@@ -190,7 +190,7 @@ def _winograd_convolutions(graph: gs.Graph, input_sides: dict[str, tuple[int, in
 
 def weights_read(graph: gs.Graph, input_sides: dict[str, tuple[int, int]] | None) -> set[str]:
     """The constants ``rewrite_convolutions`` would read (``input_sides`` None: no Winograd)."""
-    convs = [conv for _, conv in _upsampling_pairs(graph)]
+    convs = _upsampling_convolutions(graph)
     if input_sides is not None:
         convs += _winograd_convolutions(graph, input_sides)
     return {tensor.name for conv in convs for tensor in conv.inputs[1:]}
@@ -198,15 +198,15 @@ def weights_read(graph: gs.Graph, input_sides: dict[str, tuple[int, int]] | None
 
 def rewrite_convolutions(graph: gs.Graph, input_sides: dict[str, tuple[int, int]] | None) -> ConvolutionRewrites:
     """Both rewrites, in place (``input_sides`` None: upsampling phases only)."""
-    pairs = _upsampling_pairs(graph)
-    for _, conv in pairs:
+    upsampling = _upsampling_convolutions(graph)
+    for conv in upsampling:
         _upsampling_as_phases(graph, conv)
     graph.cleanup()
     chosen = _winograd_convolutions(graph, input_sides) if input_sides is not None else []
     for conv in chosen:
         _winograd(graph, conv)
     graph.cleanup().toposort()
-    return ConvolutionRewrites(len(pairs), len(chosen))
+    return ConvolutionRewrites(len(upsampling), len(chosen))
 
 
 def spatial_sides(model: onnx.ModelProto, input_shapes: dict[str, list[int]]) -> dict[str, tuple[int, int]]:

@@ -6,6 +6,7 @@ file (a UNet's 3.4 GB), which the builder copies beside it unchanged."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,9 @@ def _load_external(model: onnx.ModelProto, folder: Path, wanted) -> None:
             del tensor.external_data[:]
 
 
-def _external_length(tensor: onnx.TensorProto) -> int:
-    return next((int(entry.value) for entry in tensor.external_data if entry.key == "length"), 0)
+def _size(tensor: onnx.TensorProto) -> int:
+    """Its bytes, from its shape and type (an external entry need not record its length)."""
+    return math.prod(tensor.dims) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
 
 
 def write_cpu_graph(src: Path, dst: Path, input_shapes: dict[str, list[int]], winograd: bool) -> CpuGraphRewrites:
@@ -54,7 +56,7 @@ def write_cpu_graph(src: Path, dst: Path, input_shapes: dict[str, list[int]], wi
     is built for, which decide where Winograd pays. A graph with nothing to rewrite is copied as it is (a
     reflink where the file system clones) rather than serialised again."""
     model = onnx.load(str(src), load_external_data=False)
-    _load_external(model, src.parent, lambda tensor: _external_length(tensor) <= SMALL_CONSTANT_BYTES)
+    _load_external(model, src.parent, lambda tensor: _size(tensor) <= SMALL_CONSTANT_BYTES)
     scalar_muls = scalar_mul_as_batchnorm(model)
     sides = spatial_sides(model, input_shapes) if winograd else None
     read = weights_read(gs.import_onnx(model), sides)
