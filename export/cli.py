@@ -319,6 +319,8 @@ def table7(device, backends, methods, runs, warmup, large, batch, quick, report_
     settings = BenchSettings(device=device, runs=1 if quick else runs, warmup=warmup, backends=_names(backends),
                              methods=methods, large=device == "cuda" if large is None else large, batch=batch,
                              stages=not quick, peers=not quick)
-    data = run_table7(families, family_options, settings, report=_echo)
+    # Written after every (row, backend): a run cut short (out of time on a lent GPU) keeps what it measured.
+    data = run_table7(families, family_options, settings, report=_echo,
+                      on_job_done=lambda partial: write_report(partial, report_dir))
     for path in write_report(data, report_dir):
         click.echo(str(path))

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
+import pytest
 
 from sr_export.compare import psnr as compare_psnr
+
+needs_cuda_ep = pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
+                                   reason="needs onnxruntime-gpu's CUDAExecutionProvider (a CUDA machine)")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from click.testing import CliRunner
 
 from sr_export.bench.family import Peer
-from sr_export.bench.table7 import PAPER_ROWS, BenchSettings, planned_jobs, table_rows
+from sr_export.bench.table7 import PAPER_ROWS, BenchSettings, planned_jobs, run_table7, table_rows
 from sr_export.cli import main
 from sr_export.families import FAMILIES
 
@@ -88,20 +88,54 @@ def test_quick_leaves_the_peers_out_unless_asked():
         Peer.OPENVINO.problem() is not None
 
 
+def test_each_job_reports_in_the_order_the_backends_are_named(tiny_checkpoints):
+    """Backend by backend as ``--backends`` names them, and the results so far after each job: a run cut
+    short keeps whole columns."""
+    sd, pth, yaml = tiny_checkpoints
+    options = {"sd_turbo": sd, "noise_predictor": pth, "noise_predictor_config": yaml}
+    families = {"invsr": FAMILIES["invsr"].bench(options, print)}
+    settings = BenchSettings(runs=1, warmup=0, stages=False, methods=("InvSR-1", "InvSR-3"),
+                             backends=("onnxruntime-cpu", "eager"))
+    assert [(j.method.name, j.backend) for j in planned_jobs(families, settings)] == [
+        ("InvSR-1", "onnxruntime-cpu"), ("InvSR-3", "onnxruntime-cpu"), ("InvSR-1", "eager"), ("InvSR-3", "eager")]
+    settings = replace(settings, methods=("InvSR-1",))
+    partial = []
+    final = run_table7(families, {"invsr": options}, settings, report=lambda message: None,
+                       on_job_done=lambda data: partial.append([b["backend"] for b in data["methods"][0]["backends"]]))
+    assert partial == [["onnxruntime-cpu"], ["onnxruntime-cpu", "eager"]]
+    assert final["methods"][0]["backends"][0]["ratio_to_eager"] > 0
+
+
+def _backend_row(name, median, rate=None, **more):
+    return {"backend": name, "precision": "fp32", "end_to_end": {"samples_ms": [median], "min_ms": median,
+            "median_ms": median}, "ratio_to_eager": None, "stages": {}, "peak_host_mib": None,
+            "resident_before_mib": None, "peak_device_mib": None, "large_ms": None, "note": "",
+            "host_gemm_gflops": rate, **more}
+
+
+METHOD = {"method": {"name": "RealESRGAN", "paper_ms": 65, "paper_params_m": 16.7}, "params_m": 16.7,
+          "params_counts": "the whole RRDBNet", "weights": "random", "status": "measured", "failures": []}
+META = {"date": "d", "device": "cpu", "device_name": "cpu", "isa": [], "fp32_gemm_gflops": 150, "cpu_count": 2,
+        "load_average": 0, "versions": {}, "sr_export": "0", "runs": 1, "warmup": 1, "stages_timed": False,
+        "batch_large": 4, "shape": "x4"}
+
+
+def test_runtime_options_and_device_memory_are_reported(tmp_path):
+    from sr_export.bench.report import write_report
+
+    engine = _backend_row("onnxruntime-cuda", 10.0, device_in_use_mib=1536.0,
+                          variants={"CUDA graphs": {"samples_ms": [4.0, 5.0, 6.0]}})
+    write_report({"meta": {**META, "device": "cuda"}, "methods": [{**METHOD, "backends": [engine]}]}, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| RealESRGAN | onnxruntime-cuda fp32 | CUDA graphs | 4.0 / 5.0 | 2.00x |" in md
+    assert "| 1,536 |" in md
+    assert not list(tmp_path.glob(".*"))  # each file written whole, under its final name
+
+
 def test_a_drifting_host_is_flagged(tmp_path):
     from sr_export.bench.report import write_report
 
-    def backend(name, median, rate):
-        return {"backend": name, "precision": "fp32", "end_to_end": {"samples_ms": [median], "min_ms": median,
-                "median_ms": median}, "ratio_to_eager": None, "stages": {}, "peak_host_mib": None,
-                "resident_before_mib": None, "peak_device_mib": None, "large_ms": None, "note": "",
-                "host_gemm_gflops": rate}
-
-    method = {"method": {"name": "RealESRGAN", "paper_ms": 65, "paper_params_m": 16.7}, "params_m": 16.7,
-              "params_counts": "the whole RRDBNet", "weights": "random", "status": "measured", "failures": []}
-    meta = {"date": "d", "device": "cpu", "device_name": "cpu", "isa": [], "fp32_gemm_gflops": 150, "cpu_count": 2,
-            "load_average": 0, "versions": {}, "sr_export": "0", "runs": 1, "warmup": 1, "stages_timed": False,
-            "batch_large": 4, "shape": "x4"}
+    backend, method, meta = _backend_row, METHOD, META
     steady = {**method, "backends": [backend("eager", 5000, 124), backend("onnxruntime-cpu", 4000, 130)]}
     drifted = {**method, "backends": [backend("eager", 5000, 124), backend("onnxruntime-cpu", 4000, 178)]}
     for name, row, flagged in (("steady", steady, False), ("drifted", drifted, True)):

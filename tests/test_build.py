@@ -3,6 +3,7 @@ against the PyTorch reference of the same weights and noise."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -16,17 +17,18 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import make_image, psnr
+from helpers import make_image, needs_cuda_ep, psnr
 
 from sr_export.builders import cpu_convolutions
 from sr_export.builders.bundle_builder import BuildOptions, build_bundle
 from sr_export.cli import main
 from sr_export.families.invsr.graphs import GRAPHS
 from sr_export.families.invsr.reference import InvSRReference
-from sr_export.families.invsr.schedule import DEFAULT_TIMESTEPS
+from sr_export.families.invsr.schedule import DEFAULT_TIMESTEPS, build_schedule
 from sr_export.families.invsr.source import resolve_source
-from sr_export.graph_spec import torch_dtype
+from sr_export.graph_spec import TORCH_DTYPES, torch_dtype
 from sr_export.onnx_export import module_for_precision
+from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.errors import SRError
 from sr_runtime.families.invsr.image_loop import UpscaleSettings
 from sr_runtime.manifest import MANIFEST_NAME
@@ -48,9 +50,10 @@ def source(tiny_checkpoints):
     return resolve_source(sd, pth, yaml, (DEFAULT_TIMESTEPS[1],), report=_quiet)
 
 
-def _build(source, folder: Path, steps: int, precision: Precision = Precision.FP32, timesteps=None) -> Path:
+def _build(source, folder: Path, steps: int, precision: Precision = Precision.FP32, timesteps=None,
+           backend: str = "onnxruntime-cpu") -> Path:
     source = source.with_groups(tuple(timesteps or DEFAULT_TIMESTEPS[steps]))
-    opts = BuildOptions(backend="onnxruntime-cpu", precision=precision, tile=TILE, batch=BATCH, output=folder)
+    opts = BuildOptions(backend=backend, precision=precision, tile=TILE, batch=BATCH, output=folder)
     return build_bundle(source, opts, report=_quiet)
 
 
@@ -288,3 +291,29 @@ def test_the_plain_attention_export_for_tensorrt(source, tmp_path):
                         attention=Attention.PLAIN)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "Softmax" in ops and "MultiHeadAttention" not in ops
+
+
+# ONNX Runtime CUDA against PyTorch on the same GPU at the same precision: kernel choices and rounding differ
+# (TF32 convolutions in fp32; fp16 roundings through three networks and the UNet steps in fp16).
+CUDA_MIN_PSNR = {Precision.FP32: 40.0, Precision.FP16: 35.0}
+
+
+@needs_cuda_ep
+@pytest.mark.parametrize("precision", [Precision.FP32, Precision.FP16], ids=lambda p: p.value)
+def test_a_cuda_bundle_matches_the_reference_on_the_gpu(source, tmp_path, precision):
+    bundle = _build(source, tmp_path / "cuda", 3, precision=precision, backend="onnxruntime-cuda")
+    image = make_image(45, 70, seed=7)
+    settings = UpscaleSettings(tile=TILE, batch=BATCH)
+    cli = Upscaler.from_bundle(bundle).manifest.section.groups[0].cli_timesteps
+    # A copy: the reference moves its modules to the GPU, and the module's other tests run on the CPU.
+    components = copy.deepcopy(source.components)
+    expected = InvSRReference(components, build_schedule(components.scheduler_config, cli), device="cuda",
+                              dtype=TORCH_DTYPES[precision]).upscale(image, settings)
+    plain = Upscaler.from_bundle(bundle).upscale(image)
+    replayed = Upscaler.from_bundle(bundle, options=RuntimeOptions(cuda_graph=True)).upscale(image)
+    got = psnr(plain, expected)
+    print(f"InvSR-3 onnxruntime-cuda {precision.value} vs PyTorch on the GPU: {got:.1f} dB; "
+          f"CUDA graphs vs plain: max |diff| {np.abs(replayed - plain).max():.2e}")
+    assert got >= CUDA_MIN_PSNR[precision]
+    # The captured graphs run the last batch padded to the full batch: only that batch's kernels may differ.
+    assert psnr(replayed, plain) >= CUDA_MIN_PSNR[precision]

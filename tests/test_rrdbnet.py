@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from helpers import make_image, psnr
+from helpers import make_image, needs_cuda_ep, psnr
 from PIL import Image
 
 from sr_export.bench.bundles import cached_bundle
@@ -41,6 +41,7 @@ from sr_export.families.rrdbnet.model import (
 )
 from sr_export.families.rrdbnet.source import resolve_rrdbnet_source
 from sr_export.onnx_export import export_graph
+from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.cpu_target import this_cpu
 from sr_runtime.crop_tiling import keep_ranges, plan_crop_tiles, upscale_tiled
 from sr_runtime.errors import SRError
@@ -92,9 +93,10 @@ def torch_sr(model: RRDBNet, image: np.ndarray, clamp: bool = True) -> np.ndarra
 
 
 def build(tmp_path: Path, checkpoint: Path, name: str = "bundle", precision: Precision = Precision.FP32,
-          overlap: int = RECEPTIVE_RADIUS, layout: str = REALESRGAN, tile: int = TILE, batch: int = BATCH) -> Path:
+          overlap: int = RECEPTIVE_RADIUS, layout: str = REALESRGAN, tile: int = TILE, batch: int = BATCH,
+          backend: str = "onnxruntime-cpu") -> Path:
     source = resolve_rrdbnet_source(layout, checkpoint, overlap, report=_quiet)
-    opts = BuildOptions(backend="onnxruntime-cpu", precision=precision, tile=tile, batch=batch, output=tmp_path / name)
+    opts = BuildOptions(backend=backend, precision=precision, tile=tile, batch=batch, output=tmp_path / name)
     return build_bundle(source, opts, report=_quiet)
 
 
@@ -310,6 +312,23 @@ def test_default_overlap_and_fp16_bundle(tmp_path, cache, checkpoint, test_model
     got, expected = Upscaler.from_bundle(bundle).upscale(image), torch_sr(test_model, image)
     assert psnr(got, expected) >= MIN_PSNR
     np.testing.assert_allclose(got, expected, rtol=0, atol=FP16_ATOL)
+
+
+# The CUDA provider's fp32 convolutions may use TF32 (10-bit mantissa, like fp16's): fp16's tolerance.
+CUDA_ATOL = {Precision.FP32: FP16_ATOL, Precision.FP16: FP16_ATOL}
+
+
+@needs_cuda_ep
+@pytest.mark.parametrize("precision", [Precision.FP32, Precision.FP16], ids=lambda p: p.value)
+def test_a_cuda_bundle_equals_the_module_with_and_without_cuda_graphs(tmp_path, cache, checkpoint, test_model, precision):
+    bundle = build(tmp_path, checkpoint, precision=precision, overlap=16, backend="onnxruntime-cuda")
+    image = make_image(101, 77, seed=4)
+    expected = torch_sr(test_model, image)
+    for options in (RuntimeOptions(), RuntimeOptions(cuda_graph=True)):
+        got = Upscaler.from_bundle(bundle, options=options).upscale(image)
+        print(f"RRDBNet onnxruntime-cuda {precision.value}, CUDA graphs {options.cuda_graph}: "
+              f"max |diff| {np.abs(got - expected).max():.2e}")
+        np.testing.assert_allclose(got, expected, rtol=0, atol=CUDA_ATOL[precision])
 
 
 @pytest.mark.parametrize(("height", "width"), [(23, 50), (48, 40), (5, 130)])

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from helpers import needs_cuda_ep
 from standin_bundle import (
     EMBEDS,
     GEOMETRY,
@@ -37,7 +38,6 @@ from sr_runtime.pipeline import Upscaler
 from sr_runtime.version import TOOL_VERSION
 
 HAS_CUDA_EP = "CUDAExecutionProvider" in ort.get_available_providers()
-needs_cuda_ep = pytest.mark.skipif(not HAS_CUDA_EP, reason="needs onnxruntime-gpu's CUDAExecutionProvider")
 
 # ---- tests ------------------------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ class Runner:
     large: Callable[[], object] | None = None  # one 512 -> 2048 image with batched tiles
     large_tiles: int = 0
     note: str = ""
+    variants: dict[str, Callable[[], object]] = field(default_factory=dict)  # end to end under other runtime options
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,22 @@ def host_resident_mib() -> float | None:
     return _status_mib("VmRSS")
 
 
+def device_process_mib(index: int = 0) -> float | None:
+    """GPU memory this process holds on device ``index``, by NVML (so engines' allocations count, which
+    torch's allocator does not see); None without NVML (``nvidia-ml-py``) or where it cannot tell."""
+    import os
+
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        used = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid == os.getpid()]
+    except Exception:  # no NVML library or driver: not measurable here
+        return None
+    return used[0] / 2**20 if used and used[0] is not None else None
+
+
 def machine(device: str) -> dict:
     """Where and with what a report was measured."""
     import os

@@ -17,7 +17,7 @@ from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION
 
 from ..attention import Attention
-from ..builders.backends import BACKENDS
+from ..builders.backends import BACKENDS, EngineBackend
 from ..builders.bundle_builder import BuildOptions
 from ..families.base import FamilySource
 from ..reporting import Report
@@ -50,12 +50,19 @@ def openvino_upscaler(bundle: Path) -> Upscaler:
     return Upscaler(manifest, HostChain(sessions, lru_cache(maxsize=8)(family.plan)), sessions, family)
 
 
+def runtime_variants(backend: BenchBackend) -> dict[str, RuntimeOptions]:
+    """Runtime options timed beside the default run of ``backend``'s bundle: CUDA graphs on GPU engines."""
+    if isinstance(backend, EngineBackend) and backend.device == "cuda":
+        return {"CUDA graphs": RuntimeOptions(cuda_graph=True)}
+    return {}
+
+
 def bench_upscaler(source: FamilySource, backend: BenchBackend, precision: Precision, tile: int, batch: int,
-                   name: str, report: Report) -> Upscaler:
-    """``source``'s bundle for ``backend`` (built once into the cache), open."""
+                   name: str, report: Report, options: RuntimeOptions | None = None) -> Upscaler:
+    """``source``'s bundle for ``backend`` (built once into the cache), open with ``options``."""
     engine = BACKENDS["onnxruntime-cpu"] if backend is Peer.OPENVINO else backend
     opts = BuildOptions(backend=engine.name, precision=precision, tile=tile, batch=batch,
                         attention=Attention.PLAIN if backend is Peer.OPENVINO else None,
                         winograd=backend is not Peer.OPENVINO)  # OpenVINO picks its own convolution algorithms
     bundle = cached_bundle(source, opts, f"{name}-{backend_label(backend)}-{precision.value}-b{batch}", report)
-    return openvino_upscaler(bundle) if backend is Peer.OPENVINO else Upscaler.from_bundle(bundle, options=RuntimeOptions())
+    return openvino_upscaler(bundle) if backend is Peer.OPENVINO else Upscaler.from_bundle(bundle, options=options or RuntimeOptions())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 # Rows measured at GEMM rates further apart than this are flagged: run-to-run noise here is about 5%.
@@ -97,15 +99,26 @@ def render_markdown(data: dict) -> str:
     lines += ["", "## Peak memory (MiB) while running a method", "",
               "Host: the process's peak RSS while the stages and end-to-end runs of that row ran, and what was "
               "resident before (its weights, and whatever the harness still held: PyTorch keeps the models it "
-              "exports from); device: torch's allocator peak (engines allocate outside it).",
-              "", "| method | backend | host peak RSS | resident before | peak - before | device peak |",
-              "|---|---|---|---|---|---|"]
+              "exports from); device peak: torch's allocator peak (engines allocate outside it); device in use: "
+              "what the GPU held for the process after its runs, by NVML (engines, their arenas and the CUDA "
+              "context included).",
+              "", "| method | backend | host peak RSS | resident before | peak - before | device peak | device in use |",
+              "|---|---|---|---|---|---|---|"]
     for m in methods:
         for b in m["backends"]:
             peak, before = b["peak_host_mib"], b.get("resident_before_mib")
             added = peak - before if peak is not None and before is not None else None
             lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {_fmt(peak)} | {_fmt(before)} | "
-                         f"{_fmt(added)} | {_fmt(b['peak_device_mib'])} |")
+                         f"{_fmt(added)} | {_fmt(b['peak_device_mib'])} | {_fmt(b.get('device_in_use_mib'))} |")
+    variants = [(m, b, label, v) for m in methods for b in m["backends"] for label, v in b.get("variants", {}).items()]
+    if variants:
+        lines += ["", "## Runtime options (end to end, min / median ms; ratio: the default run's median / this one's)", "",
+                  "| method | backend | option | ms | ratio |", "|---|---|---|---|---|"]
+        for m, b, label, v in variants:
+            median = statistics.median(v["samples_ms"])
+            lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {label} | "
+                         f"{_fmt(min(v['samples_ms']))} / {_fmt(median)} | "
+                         f"{b['end_to_end']['median_ms'] / median:.2f}x |")
     large = [(m, b) for m in methods for b in m["backends"] if b["large_ms"]]
     if large:
         lines += ["", f"## Large image: 512 -> 2048 with batched tiles (batch {meta['batch_large']})", "",
@@ -149,14 +162,21 @@ def render_chart(data: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
+
+
+def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
+    """A reader (or a run cut short while rewriting the report) sees the old file or the new one, whole."""
+    temp = path.with_name(f".{path.name}.partial")
+    write(temp)
+    os.replace(temp, path)
 
 
 def write_report(data: dict, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "report.md", folder / "report.json", folder / "report.png"]
-    paths[0].write_text(render_markdown(data))
-    paths[1].write_text(json.dumps(data, indent=1))
-    render_chart(data, paths[2])
+    _replace_with(paths[0], lambda p: p.write_text(render_markdown(data)))
+    _replace_with(paths[1], lambda p: p.write_text(json.dumps(data, indent=1)))
+    _replace_with(paths[2], lambda p: render_chart(data, p))
     return paths

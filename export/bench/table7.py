@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
@@ -25,6 +26,7 @@ from .family import (
 )
 from .measure import (
     Timing,
+    device_process_mib,
     fp32_gemm_gflops,
     host_peak_mib,
     host_resident_mib,
@@ -69,10 +71,12 @@ class BackendResult:
     peak_host_mib: float | None = None
     resident_before_mib: float | None = None  # process RSS when the timed runs started (weights included)
     peak_device_mib: float | None = None
+    device_in_use_mib: float | None = None  # what the GPU holds for this process after the runs (NVML)
     host_gemm_gflops: float | None = None  # the CPU's fp32 GEMM rate just before this row ran
     large_ms: float | None = None  # one 512 -> 2048 image
     large_tiles: int = 0
     note: str = ""
+    variants: dict[str, dict] = field(default_factory=dict)  # runtime option -> {"samples_ms": [...]}, end to end
 
 
 @dataclass
@@ -142,18 +146,24 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
     report("    end to end")
     time_calls(runner.run, sync, 0, s.warmup)
     timing = time_calls(runner.run, sync, s.runs, 0)
+    variants = {}
+    for label, call in runner.variants.items():
+        report(f"    end to end, {label}")
+        variants[label] = {"samples_ms": time_calls(call, sync, s.runs, s.warmup).samples_ms}
     result = BackendResult(
         backend_label(backend), precision, timing,
         stages={st.name: {"per_image": st.per_image, "samples_ms": stages[st.name].samples_ms}
                 for st in runner.stages if st.name in stages},
         peak_host_mib=host_peak_mib(), resident_before_mib=before, peak_device_mib=_device_peak_mib(s.device, backend), note=runner.note,
-        host_gemm_gflops=gemm,
+        host_gemm_gflops=gemm, variants=variants,
     )
     if s.large and runner.large is not None:
         report(f"    512 -> 2048 ({runner.large_tiles} tiles, batch {s.batch})")
         # Warmed up like the small image: a first call also pays for the allocator's first touch of GBs.
         result.large_ms = time_calls(runner.large, sync, 1, s.warmup).samples_ms[0]
         result.large_tiles = runner.large_tiles
+    if s.device == "cuda":
+        result.device_in_use_mib = device_process_mib()
     return result
 
 
@@ -195,20 +205,25 @@ def asked_rows(families: dict[str, BenchFamily], s: BenchSettings) -> dict[str, 
 
 
 def planned_jobs(families: dict[str, BenchFamily], s: BenchSettings) -> list[Job]:
-    """Every (row, backend) ``s`` asks for, in the order they run."""
+    """Every (row, backend) ``s`` asks for, in the order they run: row by row, or backend by backend in
+    the order ``--backends`` names them (so that a run cut short has whole columns)."""
     rows = asked_rows(families, s)
-    return [Job(name, rows[method], backend_label(backend), precision)
+    jobs = [Job(name, rows[method], backend_label(backend), precision)
             for name, family in families.items() for method in family.methods if method in rows
             for backend, precision in family.backends(s.device)
             if (backend_label(backend) in s.backends if s.backends is not None
                 else s.peers or not isinstance(backend, Peer))]
+    return jobs if s.backends is None else sorted(jobs, key=lambda job: s.backends.index(job.backend))
 
 
-def run_table7(families: dict[str, BenchFamily], options: dict[str, dict], s: BenchSettings, report=print) -> dict:
-    """Every (row, backend) measured in its own process; ``options``: each family's bench options."""
+def run_table7(families: dict[str, BenchFamily], options: dict[str, dict], s: BenchSettings, report=print,
+               on_job_done: Callable[[dict], object] = lambda data: None) -> dict:
+    """Every (row, backend) measured in its own process; ``options``: each family's bench options.
+    ``on_job_done`` gets the results so far after each (row, backend), so a run cut short keeps them."""
     results = {name: MethodResult(m, status="measured" if m.family in families else "not yet reproduced")
                for name, m in asked_rows(families, s).items()}
     jobs = planned_jobs(families, s)
+    meta = _meta(s)
     done: list[tuple[str, float]] = []
     spawn = multiprocessing.get_context("spawn")
     for index, job in enumerate(jobs):
@@ -222,12 +237,20 @@ def run_table7(families: dict[str, BenchFamily], options: dict[str, dict], s: Be
             except Exception as err:  # one backend failing (a compiler missing, out of memory) must not end the run
                 reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
                 report(f"    failed: {type(err).__name__}: {reason}")
+                # Where in the worker it failed, for whoever reads the log (the report keeps one line).
+                if err.__cause__ is not None:
+                    print(str(err.__cause__).rstrip(), file=sys.stderr, flush=True)
                 row.failures.append(f"{job.backend} {job.precision.value}: {type(err).__name__}")
                 continue
         row.params_m, row.params_counts = count.millions, count.counts
         row.backends.append(result)
         done.append((job.family, time.perf_counter() - start))
-    return {"meta": _meta(s), "methods": [_as_dict(r) for r in results.values()]}
+        on_job_done(_results(results, meta))
+    return _results(results, meta)
+
+
+def _results(results: dict[str, MethodResult], meta: dict) -> dict:
+    return {"meta": meta, "methods": [_as_dict(r) for r in results.values()]}
 
 
 def _as_dict(r: MethodResult) -> dict:
