@@ -7,10 +7,11 @@ from dataclasses import replace
 
 from click.testing import CliRunner
 
-from sr_export.bench.family import Peer
+from sr_export.bench.family import Peer, Runner, TorchMode
 from sr_export.bench.table7 import PAPER_ROWS, BenchSettings, planned_jobs, run_table7, table_rows
 from sr_export.cli import main
 from sr_export.families import FAMILIES
+from sr_runtime.precision import Precision
 
 
 def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
@@ -104,6 +105,19 @@ def test_each_job_reports_in_the_order_the_backends_are_named(tiny_checkpoints):
                        on_job_done=lambda data: partial.append([b["backend"] for b in data["methods"][0]["backends"]]))
     assert partial == [["onnxruntime-cpu"], ["onnxruntime-cpu", "eager"]]
     assert final["methods"][0]["backends"][0]["ratio_to_eager"] > 0
+
+
+def test_a_runtime_variant_opens_after_the_default_run_is_measured():
+    """Its engines must not count in the default run's memory, and it is timed like the default run."""
+    from sr_export.bench.table7 import _measure
+
+    events = []
+    runner = Runner(run=lambda: events.append("run"),
+                    variants={"other": lambda: events.append("open") or (lambda: events.append("variant"))})
+    result = _measure(runner, TorchMode.EAGER, Precision.FP32, BenchSettings(runs=2, warmup=1, stages=False),
+                      lambda message: None)
+    assert events == ["run"] * 3 + ["open"] + ["variant"] * 3
+    assert len(result.variants["other"]["samples_ms"]) == 2 and result.device_in_use_mib is None
 
 
 def _backend_row(name, median, rate=None, **more):

@@ -294,8 +294,9 @@ def test_the_plain_attention_export_for_tensorrt(source, tmp_path):
 
 
 # ONNX Runtime CUDA against PyTorch on the same GPU at the same precision: kernel choices and rounding differ
-# (TF32 convolutions in fp32; fp16 roundings through three networks and the UNet steps in fp16).
-CUDA_MIN_PSNR = {Precision.FP32: 40.0, Precision.FP16: 35.0}
+# (TF32 convolutions in fp32; fp16 roundings through three networks and the UNet steps in fp16). Measured
+# on an H200: 65.0 dB in fp32, 53.8 dB in fp16.
+CUDA_MIN_PSNR = {Precision.FP32: 50.0, Precision.FP16: 45.0}
 
 
 @needs_cuda_ep

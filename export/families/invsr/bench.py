@@ -88,17 +88,20 @@ class InvSRBench(bench.BenchFamily):
             session = upscaler.sessions[spec.name]
             stages.append(bench.Stage(STAGE_LABELS[spec.name], lambda s=session, f=feed: s.run(f),
                                 method.steps if spec.name == "unet_step" else 1))
-        # Batch 1: with CUDA graphs every call runs at the bundle's batch, and this image is one tile.
-        variants = {label: bench_upscaler(source, backend, precision, bench.TILE, 1, f"invsr-s{method.steps}",
-                                          self._report, options)
-                    for label, options in runtime_variants(backend).items()}
+
+        def variant(options):
+            # Batch 1: with CUDA graphs every call runs at the bundle's batch, and this image is one tile.
+            other = bench_upscaler(source, backend, precision, bench.TILE, 1, f"invsr-s{method.steps}", self._report,
+                                   options)
+            return lambda: other.run_tiles(lr, zeros, zeros)
+
         return bench.Runner(
             run=lambda: upscaler.run_tiles(lr, zeros, zeros),
             stages=stages,
             large=lambda: upscaler.upscale(large_image),
             large_tiles=LARGE_TILES,
             note="" if bench.backend_label(backend) in HOST_BACKENDS else "stages timed through host arrays",
-            variants={label: (lambda u=u: u.run_tiles(lr, zeros, zeros)) for label, u in variants.items()},
+            variants={label: (lambda o=options: variant(o)) for label, options in runtime_variants(backend).items()},
         )
 
     def _torch_runner(self, source: InvSRSource, mode: bench.TorchMode, precision: Precision, device: str, batch: int,

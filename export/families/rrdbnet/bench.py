@@ -71,13 +71,16 @@ class RRDBNetBench(bench.BenchFamily):
         upscaler = bench_upscaler(source, backend, precision, tile, batch, model, self._report)
         session = upscaler.sessions["rrdbnet"]
         tile_in = {"lr": image.transpose(2, 0, 1)[None].copy()}
-        # Batch 1: with CUDA graphs every call runs at the bundle's batch, and this image is one tile.
-        variants = {label: bench_upscaler(source, backend, precision, tile, 1, model, self._report, options)
-                    for label, options in runtime_variants(backend).items()}
+
+        def variant(options):
+            # Batch 1: with CUDA graphs every call runs at the bundle's batch, and this image is one tile.
+            other = bench_upscaler(source, backend, precision, tile, 1, model, self._report, options)
+            return lambda: other.upscale(image)
+
         return bench.Runner(
             run=lambda: upscaler.upscale(image),
             stages=[bench.Stage("RRDBNet", lambda: session.run(tile_in))],
             large=lambda: upscaler.upscale(large_image),
             large_tiles=crop_cost(bench.LARGE, bench.LARGE, tile, source.overlap).tiles,
-            variants={label: (lambda u=u: u.upscale(image)) for label, u in variants.items()},
+            variants={label: (lambda o=options: variant(o)) for label, options in runtime_variants(backend).items()},
         )
