@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.errors import SRError
 from sr_runtime.precision import Precision
 
@@ -80,10 +81,13 @@ REFERENCE_GROUPS = family_groups("reference_options", "{title} reference options
                    "(default: 80% of the memory available when the run starts).")
 @click.option("--no-verify", is_flag=True,
               help="With -e: skip checking every bundle file's sha256 when the bundle opens (a damaged bundle then runs).")
+@click.option("--cuda-graph", is_flag=True,
+              help="With -e on a GPU bundle: replay each tile batch's engine calls as CUDA graphs (fewer kernel "
+                   "launches; every batch then runs at the bundle's batch size).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Upscale on Ray with N workers, each opening the bundle once (needs the [ray] extra); resumable: a "
                    "run started again skips the finished outputs. See the scale-out options.")
-def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, workers, **options) -> None:
+def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, cuda_graph, workers, **options) -> None:
     """Upscale images x4 (INPUT: image files, folders and list files (.txt/.list: a path per line)). Every
     image is tried; failures are listed and make the exit status 1."""
     from sr_runtime.images import collect_inputs
@@ -97,16 +101,18 @@ def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, worke
     targets = plan_outputs(inputs, found, output)
     if bundle is not None and backend is not None:
         raise SRError("give either -e BUNDLE (engines) or --backend torch (reference), not both")
-    if bundle is None and no_verify:
-        raise SRError("--no-verify goes with -e BUNDLE")
+    for flag, given in (("--no-verify", no_verify), ("--cuda-graph", cuda_graph)):
+        if bundle is None and given:
+            raise SRError(f"{flag} goes with -e BUNDLE")
+    runtime = RuntimeOptions(cuda_graph=cuda_graph)
     if workers is not None:
         if bundle is None:
             raise SRError("--workers runs a bundle: pass -e BUNDLE (--backend torch runs in this process only)")
         run = _bundle_options(ctx, bundle, model)
-        return scale_out(ctx, workers, found, targets, output, bundle, run, max_memory, verify=not no_verify)
+        return scale_out(ctx, workers, found, targets, output, bundle, run, max_memory, runtime, verify=not no_verify)
     options_for(ctx, [], [SCALE_OUT], "they go with --workers N")
     if bundle is not None:
-        runner = _bundle_runner(ctx, bundle, model, verify=not no_verify)
+        runner = _bundle_runner(ctx, bundle, model, runtime, verify=not no_verify)
     else:
         runner = _reference_runner(ctx, backend, model)
     finish(upscale_files(runner, found, targets, memory_limit(max_memory)), len(found.images))
@@ -129,14 +135,15 @@ def _bundle_options(ctx: click.Context, bundle: Path, model: str | None) -> dict
     return run
 
 
-def _bundle_runner(ctx: click.Context, bundle: Path, model: str | None, verify: bool) -> ImageRunner:
+def _bundle_runner(ctx: click.Context, bundle: Path, model: str | None, runtime: RuntimeOptions,
+                   verify: bool) -> ImageRunner:
     from sr_runtime.pipeline import Upscaler
 
     run = _bundle_options(ctx, bundle, model)
-    upscaler = Upscaler.from_bundle(bundle, verify=verify)
+    upscaler = Upscaler.from_bundle(bundle, options=runtime, verify=verify)
     m = upscaler.manifest
     _echo(f"bundle {bundle}: {m.pipeline.family} {m.backend} {m.precision.value}, tile {m.pipeline.tile}"
-          + ("" if verify else ", files not verified"))  # a demo bundle is announced by the runtime's own warning
+          + ("" if verify else ", files not verified") + (", CUDA graphs" if runtime.cuda_graph else ""))  # a demo bundle is announced by the runtime's own warning
     return ImageRunner(lambda pixels, progress, per_image: upscaler.upscale(pixels, progress, **{**run, **per_image}),
                        lambda height, width: upscaler.cost(height, width, **run),
                        path_options(run))
@@ -250,7 +257,6 @@ COMPARE_GROUPS = family_groups("compare_options")
 @click.option("--cuda-graph", is_flag=True, help="Run the bundle's chain as a CUDA graph (GPU backends).")
 def compare(bundle, reference_bundle, tiles, cuda_graph, **options):
     """PSNR of a bundle's engines against ONNX Runtime fp32 on the same inputs, per engine call and end to end."""
-    from sr_runtime.backends.base import RuntimeOptions
     from sr_runtime.manifest import read_manifest
     from sr_runtime.version import TOOL_VERSION
 

@@ -14,6 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
+from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.errors import SRError
 from sr_runtime.family import TileProgress
 from sr_runtime.images import Inputs
@@ -183,7 +184,7 @@ SCALE_OUT = OptionGroup("ray", "Scale-out", "Scale-out options (with --workers N
 
 
 def scale_out(ctx: click.Context, workers: int, found: Inputs, targets: list[Path], output: Path, bundle: Path,
-              run: dict[str, Any], max_memory: float | None, verify: bool) -> None:
+              run: dict[str, Any], max_memory: float | None, runtime: RuntimeOptions, verify: bool) -> None:
     """Upscales on Ray: every finished output of an earlier run with this bundle and these options is kept;
     ends with the report and a failing exit status when any image failed."""
     from sr_runtime.bundle_check import verify_bundle
@@ -204,7 +205,7 @@ def scale_out(ctx: click.Context, workers: int, found: Inputs, targets: list[Pat
     # Absolute: the workers do not run in this folder, nor maybe on this machine. Workers on other nodes check
     # the bundle they see again; local ones would read the files just checked.
     settings = WorkerSettings(bundle.absolute(), verify and params["ray_address"] is not None, workers, cpus,
-                              params["gpus_per_worker"], max_memory)
+                              params["gpus_per_worker"], max_memory, runtime.cuda_graph)
     tasks = [ImageTask(image.absolute(), target.absolute(),
                        {**run, **{name: path.absolute() for name, path in image_options(paths, image).items()}})
              for image, target in zip(found.images, targets, strict=True)]

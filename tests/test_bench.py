@@ -119,6 +119,15 @@ def test_a_runtime_variant_opens_after_the_default_run_is_measured():
     assert events == ["run"] * 3 + ["open"] + ["variant"] * 3
     assert len(result.variants["other"]["samples_ms"]) == 2 and result.device_in_use_mib is None
 
+    def unsupported():
+        raise RuntimeError("this build has no such option\nmore detail")
+
+    runner.variants = {"missing": unsupported, **runner.variants}
+    result = _measure(runner, TorchMode.EAGER, Precision.FP32, BenchSettings(runs=1, warmup=0, stages=False),
+                      lambda message: None)
+    assert result.variants["missing"] == {"samples_ms": [], "failed": "this build has no such option"}
+    assert len(result.variants["other"]["samples_ms"]) == 1  # one failing option costs the others nothing
+
 
 def _backend_row(name, median, rate=None, **more):
     return {"backend": name, "precision": "fp32", "end_to_end": {"samples_ms": [median], "min_ms": median,
@@ -138,10 +147,12 @@ def test_runtime_options_and_device_memory_are_reported(tmp_path):
     from sr_export.bench.report import write_report
 
     engine = _backend_row("onnxruntime-cuda", 10.0, device_in_use_mib=1536.0,
-                          variants={"CUDA graphs": {"samples_ms": [4.0, 5.0, 6.0]}})
+                          variants={"CUDA graphs": {"samples_ms": [4.0, 5.0, 6.0]},
+                                    "NHWC": {"samples_ms": [], "failed": "no such option"}})
     write_report({"meta": {**META, "device": "cuda"}, "methods": [{**METHOD, "backends": [engine]}]}, tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "| RealESRGAN | onnxruntime-cuda fp32 | CUDA graphs | 4.0 / 5.0 | 2.00x |" in md
+    assert "| RealESRGAN | onnxruntime-cuda fp32 | NHWC | failed: no such option | – |" in md
     assert "| 1,536 |" in md
     assert not list(tmp_path.glob(".*"))  # each file written whole, under its final name
 

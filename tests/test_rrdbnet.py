@@ -320,15 +320,21 @@ CUDA_ATOL = {Precision.FP32: FP16_ATOL, Precision.FP16: FP16_ATOL}
 
 @needs_cuda_ep
 @pytest.mark.parametrize("precision", [Precision.FP32, Precision.FP16], ids=lambda p: p.value)
-def test_a_cuda_bundle_equals_the_module_with_and_without_cuda_graphs(tmp_path, cache, checkpoint, test_model, precision):
+def test_a_cuda_bundle_equals_the_module_under_each_runtime_option(tmp_path, cache, checkpoint, test_model, precision):
     bundle = build(tmp_path, checkpoint, precision=precision, overlap=16, backend="onnxruntime-cuda")
     image = make_image(101, 77, seed=4)
     expected = torch_sr(test_model, image)
-    for options in (RuntimeOptions(), RuntimeOptions(cuda_graph=True)):
+    for options in (RuntimeOptions(prefer_nhwc=True), RuntimeOptions(cuda_graph=True), RuntimeOptions()):
         got = Upscaler.from_bundle(bundle, options=options).upscale(image)
-        print(f"RRDBNet onnxruntime-cuda {precision.value}, CUDA graphs {options.cuda_graph}: "
+        print(f"RRDBNet onnxruntime-cuda {precision.value}, {options}: "
               f"max |diff| {np.abs(got - expected).max():.2e}")
         np.testing.assert_allclose(got, expected, rtol=0, atol=CUDA_ATOL[precision])
+    Image.fromarray((image * 255).round().astype(np.uint8)).save(tmp_path / "in.png")
+    result = CliRunner().invoke(main, ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.npy"),
+                                       "-e", str(bundle), "--cuda-graph"])
+    assert result.exit_code == 0 and "CUDA graphs" in result.output, result.output
+    replayed = Upscaler.from_bundle(bundle, options=RuntimeOptions(cuda_graph=True))
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), replayed.upscale(read_image(tmp_path / "in.png").pixels))
 
 
 @pytest.mark.parametrize(("height", "width"), [(23, 50), (48, 40), (5, 130)])
@@ -475,6 +481,12 @@ def test_cli_build_and_upscale_realesrgan(tmp_path, cache, checkpoint, test_mode
     result = runner.invoke(main, ["inspect", str(bundle)])
     assert result.exit_code == 0 and "rrdbnet, x4, tile 64, batch 2" in result.output and "overlap 19" in result.output
     assert "timesteps" not in result.output
+    for args, error in ((["-e", str(bundle)], "CUDA graphs need a GPU bundle"),
+                        (["--backend", "torch"], "--cuda-graph goes with -e BUNDLE")):
+        result = runner.invoke(main, ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "graphs.png"),
+                                      "--cuda-graph", *args])
+        assert result.exit_code == 1 and error in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "graphs.png").exists()
 
 
 def test_cli_build_optimised_for_this_cpu(tmp_path, cache, checkpoint, test_model):

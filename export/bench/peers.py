@@ -51,10 +51,15 @@ def openvino_upscaler(bundle: Path) -> Upscaler:
 
 
 def runtime_variants(backend: BenchBackend) -> dict[str, RuntimeOptions]:
-    """Runtime options timed beside the default run of ``backend``'s bundle: CUDA graphs on GPU engines."""
-    if isinstance(backend, EngineBackend) and backend.device == "cuda":
-        return {"CUDA graphs": RuntimeOptions(cuda_graph=True)}
-    return {}
+    """Runtime options timed beside the default run of ``backend``'s bundle: CUDA graphs on GPU engines, and
+    on ONNX Runtime CUDA its channels-last kernels."""
+    if not isinstance(backend, EngineBackend) or backend.device != "cuda":
+        return {}
+    variants = {"CUDA graphs": RuntimeOptions(cuda_graph=True)}
+    if backend is BACKENDS["onnxruntime-cuda"]:
+        variants["NHWC"] = RuntimeOptions(prefer_nhwc=True)
+        variants["NHWC, CUDA graphs"] = RuntimeOptions(prefer_nhwc=True, cuda_graph=True)
+    return variants
 
 
 def bench_upscaler(source: FamilySource, backend: BenchBackend, precision: Precision, tile: int, batch: int,

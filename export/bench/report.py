@@ -115,6 +115,10 @@ def render_markdown(data: dict) -> str:
         lines += ["", "## Runtime options (end to end, min / median ms; ratio: the default run's median / this one's)", "",
                   "| method | backend | option | ms | ratio |", "|---|---|---|---|---|"]
         for m, b, label, v in variants:
+            if not v["samples_ms"]:
+                lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {label} | failed: "
+                             f"{v.get('failed', '')} | – |")
+                continue
             median = statistics.median(v["samples_ms"])
             lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {label} | "
                          f"{_fmt(min(v['samples_ms']))} / {_fmt(median)} | "

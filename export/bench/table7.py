@@ -162,7 +162,12 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
         result.device_in_use_mib = device_process_mib()
     for label, open_variant in runner.variants.items():  # last: their engines count in nothing above
         report(f"    end to end, {label}")
-        result.variants[label] = {"samples_ms": time_calls(open_variant(), sync, s.runs, s.warmup).samples_ms}
+        try:
+            result.variants[label] = {"samples_ms": time_calls(open_variant(), sync, s.runs, s.warmup).samples_ms}
+        except Exception as err:  # an option this runtime build lacks must not cost the row its other results
+            reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            report(f"    failed: {reason}")
+            result.variants[label] = {"samples_ms": [], "failed": reason}
     return result
 
 

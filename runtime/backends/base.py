@@ -32,9 +32,12 @@ class RuntimeOptions:
     # the bundle's batch size only (smaller batches are padded).
     cuda_graph: bool = False
     # cuDNN's convolution search: EXHAUSTIVE is ONNX Runtime's default but makes the first run slow and
-    # memory hungry; HEURISTIC is close in speed for the SD VAE / UNet convolutions.
+    # memory hungry (whether it is faster for these networks is not yet measured).
     cudnn_conv_algo_search: str = "HEURISTIC"
     threads: int = 0  # CPU intra-op threads; 0 lets ONNX Runtime choose
+    # ONNX Runtime CUDA: convolutions and norms in channels-last (NHWC) kernels, the layout fp16 tensor-core
+    # convolutions want (with NCHW, cuDNN transposes around each one).
+    prefer_nhwc: bool = False
 
 
 @dataclass(frozen=True)

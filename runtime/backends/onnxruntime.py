@@ -78,6 +78,8 @@ class OrtCpuBackend(Backend):
 
     def check(self, manifest: Manifest) -> None:
         super().check(manifest)
+        if self.options.cuda_graph:
+            raise SRError("CUDA graphs need a GPU bundle (onnxruntime-cuda or tensorrt); this one runs on the CPU")
         if (target := manifest.cpu_target) is None:
             return
         here = this_cpu()
@@ -105,6 +107,7 @@ def cuda_provider_options(options: RuntimeOptions) -> dict[str, str]:
         "arena_extend_strategy": "kSameAsRequested",
         "cudnn_conv_algo_search": options.cudnn_conv_algo_search,
         "enable_cuda_graph": "1" if options.cuda_graph else "0",
+        "prefer_nhwc": "1" if options.prefer_nhwc else "0",
     }
 
 

@@ -34,6 +34,7 @@ class WorkerSettings:
     cpus: float  # CPUs Ray reserves per worker; also ONNX Runtime's intra-op threads
     gpus: float  # GPUs Ray reserves per worker
     max_memory_gib: float | None  # one image's limit; None: a share of the node's available memory
+    cuda_graph: bool = False  # GPU bundles: replay the engine calls as CUDA graphs
 
 
 def _workers_on_this_node(settings: WorkerSettings) -> int:
@@ -68,7 +69,7 @@ class UpscaleWorker:
         from ..pipeline import Upscaler
 
         threads = max(1, int(settings.cpus))
-        self._upscaler = Upscaler.from_bundle(settings.bundle, options=RuntimeOptions(threads=threads),
+        self._upscaler = Upscaler.from_bundle(settings.bundle, options=RuntimeOptions(threads=threads, cuda_graph=settings.cuda_graph),
                                               verify=settings.verify)
         if settings.max_memory_gib is not None:
             self._memory_limit = memory_limit(settings.max_memory_gib)
