@@ -142,8 +142,9 @@ def _bundle_runner(ctx: click.Context, bundle: Path, model: str | None, runtime:
     run = _bundle_options(ctx, bundle, model)
     upscaler = Upscaler.from_bundle(bundle, options=runtime, verify=verify)
     m = upscaler.manifest
+    # A demo bundle is announced by the runtime's own warning.
     _echo(f"bundle {bundle}: {m.pipeline.family} {m.backend} {m.precision.value}, tile {m.pipeline.tile}"
-          + ("" if verify else ", files not verified") + (", CUDA graphs" if runtime.cuda_graph else ""))  # a demo bundle is announced by the runtime's own warning
+          + ("" if verify else ", files not verified") + (", CUDA graphs" if runtime.cuda_graph else ""))
     return ImageRunner(lambda pixels, progress, per_image: upscaler.upscale(pixels, progress, **{**run, **per_image}),
                        lambda height, width: upscaler.cost(height, width, **run),
                        path_options(run))
