@@ -160,11 +160,10 @@ def test_runtime_options_and_device_memory_are_reported(tmp_path):
 def test_a_drifting_host_is_flagged(tmp_path):
     from sr_export.bench.report import write_report
 
-    backend, method, meta = _backend_row, METHOD, META
-    steady = {**method, "backends": [backend("eager", 5000, 124), backend("onnxruntime-cpu", 4000, 130)]}
-    drifted = {**method, "backends": [backend("eager", 5000, 124), backend("onnxruntime-cpu", 4000, 178)]}
+    steady = {**METHOD, "backends": [_backend_row("eager", 5000, 124), _backend_row("onnxruntime-cpu", 4000, 130)]}
+    drifted = {**METHOD, "backends": [_backend_row("eager", 5000, 124), _backend_row("onnxruntime-cpu", 4000, 178)]}
     for name, row, flagged in (("steady", steady, False), ("drifted", drifted, True)):
-        write_report({"meta": meta, "methods": [row]}, tmp_path / name)
+        write_report({"meta": META, "methods": [row]}, tmp_path / name)
         md = (tmp_path / name / "report.md").read_text()
         assert "RealESRGAN eager 124, RealESRGAN onnxruntime-cpu" in md
         assert ("changed by 44%" in md) is flagged

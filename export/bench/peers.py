@@ -4,7 +4,7 @@ ONNX Runtime's fused attention node is its own contrib op, which OpenVINO does n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,6 +60,21 @@ def runtime_variants(backend: BenchBackend) -> dict[str, RuntimeOptions]:
         variants["NHWC"] = RuntimeOptions(prefer_nhwc=True)
         variants["NHWC, CUDA graphs"] = RuntimeOptions(prefer_nhwc=True, cuda_graph=True)
     return variants
+
+
+def variant_openers(source: FamilySource, backend: BenchBackend, precision: Precision, tile: int, name: str,
+                    report: Report, run: Callable[[Upscaler], object]) -> dict[str, Callable[[], Callable[[], object]]]:
+    """``Runner.variants`` for ``backend``: label -> opens ``source``'s bundle under those runtime options and
+    returns ``run`` on it. Batch 1: with CUDA graphs every call runs at the bundle's batch, and the Table 7
+    image is one tile."""
+    def opener(options: RuntimeOptions) -> Callable[[], Callable[[], object]]:
+        def open_variant() -> Callable[[], object]:
+            upscaler = bench_upscaler(source, backend, precision, tile, 1, name, report, options)
+            return lambda: run(upscaler)
+
+        return open_variant
+
+    return {label: opener(options) for label, options in runtime_variants(backend).items()}
 
 
 def bench_upscaler(source: FamilySource, backend: BenchBackend, precision: Precision, tile: int, batch: int,

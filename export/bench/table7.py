@@ -130,6 +130,11 @@ def _device_peak_mib(device: str, backend: BenchBackend) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
+def _first_line(err: Exception) -> str:
+    """The first non-empty line of an error's message ("" if it has none): one line for the log and report."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+
+
 def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: BenchSettings, report) -> BackendResult:
     sync = _sync(s.device)
     # A shared host's speed drifts during a run (this 2-core VM: 124 to 178 GFLOP/s in one report), so
@@ -165,7 +170,7 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
         try:
             result.variants[label] = {"samples_ms": time_calls(open_variant(), sync, s.runs, s.warmup).samples_ms}
         except Exception as err:  # an option this runtime build lacks must not cost the row its other results
-            reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            reason = _first_line(err) or type(err).__name__
             report(f"    failed: {reason}")
             result.variants[label] = {"samples_ms": [], "failed": reason}
     return result
@@ -239,7 +244,7 @@ def run_table7(families: dict[str, BenchFamily], options: dict[str, dict], s: Be
             try:
                 result, count, row.weights = pool.submit(measure_job, job, options[job.family], s).result()
             except Exception as err:  # one backend failing (a compiler missing, out of memory) must not end the run
-                reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+                reason = _first_line(err)
                 report(f"    failed: {type(err).__name__}: {reason}")
                 # Where in the worker it failed, for whoever reads the log (the report keeps one line).
                 if err.__cause__ is not None:

@@ -11,7 +11,7 @@ from sr_runtime.families.invsr.image_loop import UpscaleSettings
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.peers import bench_upscaler, runtime_variants
+from ...bench.peers import bench_upscaler, variant_openers
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
@@ -88,20 +88,14 @@ class InvSRBench(bench.BenchFamily):
             session = upscaler.sessions[spec.name]
             stages.append(bench.Stage(STAGE_LABELS[spec.name], lambda s=session, f=feed: s.run(f),
                                 method.steps if spec.name == "unet_step" else 1))
-
-        def variant(options):
-            # Batch 1: with CUDA graphs every call runs at the bundle's batch, and this image is one tile.
-            other = bench_upscaler(source, backend, precision, bench.TILE, 1, f"invsr-s{method.steps}", self._report,
-                                   options)
-            return lambda: other.run_tiles(lr, zeros, zeros)
-
         return bench.Runner(
             run=lambda: upscaler.run_tiles(lr, zeros, zeros),
             stages=stages,
             large=lambda: upscaler.upscale(large_image),
             large_tiles=LARGE_TILES,
             note="" if bench.backend_label(backend) in HOST_BACKENDS else "stages timed through host arrays",
-            variants={label: (lambda o=options: variant(o)) for label, options in runtime_variants(backend).items()},
+            variants=variant_openers(source, backend, precision, bench.TILE, f"invsr-s{method.steps}", self._report,
+                                     lambda other: other.run_tiles(lr, zeros, zeros)),
         )
 
     def _torch_runner(self, source: InvSRSource, mode: bench.TorchMode, precision: Precision, device: str, batch: int,

@@ -11,7 +11,7 @@ from sr_runtime.precision import Precision
 
 from ...bench import family as bench
 from ...bench.family import Peer
-from ...bench.peers import bench_upscaler, runtime_variants
+from ...bench.peers import bench_upscaler, variant_openers
 from ...builders.backends import BACKENDS
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
@@ -71,16 +71,11 @@ class RRDBNetBench(bench.BenchFamily):
         upscaler = bench_upscaler(source, backend, precision, tile, batch, model, self._report)
         session = upscaler.sessions["rrdbnet"]
         tile_in = {"lr": image.transpose(2, 0, 1)[None].copy()}
-
-        def variant(options):
-            # Batch 1: with CUDA graphs every call runs at the bundle's batch, and this image is one tile.
-            other = bench_upscaler(source, backend, precision, tile, 1, model, self._report, options)
-            return lambda: other.upscale(image)
-
         return bench.Runner(
             run=lambda: upscaler.upscale(image),
             stages=[bench.Stage("RRDBNet", lambda: session.run(tile_in))],
             large=lambda: upscaler.upscale(large_image),
             large_tiles=crop_cost(bench.LARGE, bench.LARGE, tile, source.overlap).tiles,
-            variants={label: (lambda o=options: variant(o)) for label, options in runtime_variants(backend).items()},
+            variants=variant_openers(source, backend, precision, tile, model, self._report,
+                                     lambda other: other.upscale(image)),
         )
