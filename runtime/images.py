@@ -220,7 +220,8 @@ def _encoder_for(path: Path, pixels: np.ndarray, bit_depth: int) -> Callable[[Bi
     return _png8_writer(pixels) if bit_depth == 8 else _png16_writer(pixels)
 
 
-def _write_atomically(path: Path, encode: Callable[[BinaryIO], None]) -> None:
+def write_atomically(path: Path, encode: Callable[[BinaryIO], object]) -> None:
+    """``encode`` writes the file's bytes; readers see the old file or the new one whole, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files.
@@ -246,7 +247,7 @@ def write_image(path: str | Path, pixels: np.ndarray, bit_depth: int = 8) -> Non
         raise _fail(path, "pixels contain NaN")
     encode = _encoder_for(path, pixels, bit_depth)
     try:
-        _write_atomically(path, encode)
+        write_atomically(path, encode)
     except OSError as err:
         detail = f"{err.strerror}: {err.filename}" if err.strerror and err.filename else err
         raise _fail(path, f"cannot write ({detail})") from err

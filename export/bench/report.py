@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
-from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+from sr_runtime.images import write_atomically
 
 # Rows measured at GEMM rates further apart than this are flagged: run-to-run noise here is about 5%.
 HOST_DRIFT = 1.1
@@ -134,7 +135,7 @@ def render_markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
-def render_chart(data: dict, path: Path) -> None:
+def render_chart(data: dict, file: BinaryIO) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,21 +167,14 @@ def render_chart(data: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, format="png")
+    fig.savefig(file, dpi=120, format="png")
     plt.close(fig)
 
 
-def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
-    """A reader (or a run cut short while rewriting the report) sees the old file or the new one, whole."""
-    temp = path.with_name(f".{path.name}.partial")
-    write(temp)
-    os.replace(temp, path)
-
-
 def write_report(data: dict, folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+    """Each file atomically: a reader, or a run cut short while rewriting the report, sees it whole."""
     paths = [folder / "report.md", folder / "report.json", folder / "report.png"]
-    _replace_with(paths[0], lambda p: p.write_text(render_markdown(data)))
-    _replace_with(paths[1], lambda p: p.write_text(json.dumps(data, indent=1)))
-    _replace_with(paths[2], lambda p: render_chart(data, p))
+    write_atomically(paths[0], lambda file: file.write(render_markdown(data).encode()))
+    write_atomically(paths[1], lambda file: file.write(json.dumps(data, indent=1).encode()))
+    write_atomically(paths[2], lambda file: render_chart(data, file))
     return paths

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..bundle_check import sha256_file
 from ..errors import SRError
-from ..images import _write_atomically  # the images' own temp-then-rename writer: one way to write a file
+from ..images import write_atomically
 from ..manifest import MANIFEST_NAME
 from .summary import RunSummary
 
@@ -116,8 +116,8 @@ class RunFolder:
             if (match and match["name"] in names) or (redo and entry.name in names):
                 Path(entry.path).unlink(missing_ok=True)
         text = json.dumps({"format": RECORD_FORMAT, **asdict(record)}, indent=2) + "\n"
-        _write_atomically(self.record_path, lambda file: file.write(text.encode()))
+        write_atomically(self.record_path, lambda file: file.write(text.encode()))
 
     def write_summary(self, summary: RunSummary) -> None:
         text = summary.to_json()
-        _write_atomically(self.summary_path, lambda file: file.write(text.encode()))
+        write_atomically(self.summary_path, lambda file: file.write(text.encode()))
