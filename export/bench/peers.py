@@ -5,6 +5,7 @@ ONNX Runtime's fused attention node is its own contrib op, which OpenVINO does n
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,39 +51,50 @@ def openvino_upscaler(bundle: Path) -> Upscaler:
     return Upscaler(manifest, HostChain(sessions, lru_cache(maxsize=8)(family.plan)), sessions, family)
 
 
-def runtime_variants(backend: BenchBackend) -> dict[str, RuntimeOptions]:
-    """Runtime options timed beside the default run of ``backend``'s bundle: CUDA graphs on GPU engines, and
-    on ONNX Runtime CUDA its channels-last kernels."""
+@dataclass(frozen=True)
+class Variant:
+    """How a bundle is built and opened, beside the default."""
+
+    options: RuntimeOptions = RuntimeOptions()
+    fused_group_norm: bool = True  # ONNX Runtime CUDA: GroupNorm built as its fused kernel (the default)
+
+
+def bench_variants(backend: BenchBackend) -> dict[str, Variant]:
+    """What is timed beside the default run of ``backend``'s bundle: CUDA graphs on GPU engines, and on ONNX
+    Runtime CUDA its channels-last kernels and the bundle built without the GroupNorm fusion."""
     if not isinstance(backend, EngineBackend) or backend.device != "cuda":
         return {}
-    variants = {"CUDA graphs": RuntimeOptions(cuda_graph=True)}
+    variants = {"CUDA graphs": Variant(RuntimeOptions(cuda_graph=True))}
     if backend is BACKENDS["onnxruntime-cuda"]:
-        variants["NHWC"] = RuntimeOptions(prefer_nhwc=True)
-        variants["NHWC, CUDA graphs"] = RuntimeOptions(prefer_nhwc=True, cuda_graph=True)
+        nhwc = RuntimeOptions(prefer_nhwc=True)
+        variants |= {"NHWC": Variant(nhwc), "NHWC, CUDA graphs": Variant(RuntimeOptions(prefer_nhwc=True, cuda_graph=True)),
+                     "GroupNorm unfused": Variant(fused_group_norm=False),
+                     "GroupNorm unfused, NHWC": Variant(nhwc, fused_group_norm=False)}
     return variants
 
 
 def variant_openers(source: FamilySource, backend: BenchBackend, precision: Precision, tile: int, name: str,
                     report: Report, run: Callable[[Upscaler], object]) -> dict[str, Callable[[], Callable[[], object]]]:
-    """``Runner.variants`` for ``backend``: label -> opens ``source``'s bundle under those runtime options and
-    returns ``run`` on it. Batch 1: with CUDA graphs every call runs at the bundle's batch, and the Table 7
-    image is one tile."""
-    def opener(options: RuntimeOptions) -> Callable[[], Callable[[], object]]:
+    """``Runner.variants`` for ``backend``: label -> opens ``source``'s bundle as that variant and returns
+    ``run`` on it. Batch 1: with CUDA graphs every call runs at the bundle's batch, and the Table 7 image is
+    one tile."""
+    def opener(variant: Variant) -> Callable[[], Callable[[], object]]:
         def open_variant() -> Callable[[], object]:
-            upscaler = bench_upscaler(source, backend, precision, tile, 1, name, report, options)
+            upscaler = bench_upscaler(source, backend, precision, tile, 1, name, report, variant)
             return lambda: run(upscaler)
 
         return open_variant
 
-    return {label: opener(options) for label, options in runtime_variants(backend).items()}
+    return {label: opener(variant) for label, variant in bench_variants(backend).items()}
 
 
 def bench_upscaler(source: FamilySource, backend: BenchBackend, precision: Precision, tile: int, batch: int,
-                   name: str, report: Report, options: RuntimeOptions | None = None) -> Upscaler:
-    """``source``'s bundle for ``backend`` (built once into the cache), open with ``options``."""
+                   name: str, report: Report, variant: Variant = Variant()) -> Upscaler:
+    """``source``'s bundle for ``backend`` (built once into the cache) as ``variant``."""
     engine = BACKENDS["onnxruntime-cpu"] if backend is Peer.OPENVINO else backend
     opts = BuildOptions(backend=engine.name, precision=precision, tile=tile, batch=batch,
                         attention=Attention.PLAIN if backend is Peer.OPENVINO else None,
-                        winograd=backend is not Peer.OPENVINO)  # OpenVINO picks its own convolution algorithms
+                        winograd=backend is not Peer.OPENVINO,  # OpenVINO picks its own convolution algorithms
+                        fused_group_norm=variant.fused_group_norm)
     bundle = cached_bundle(source, opts, f"{name}-{backend_label(backend)}-{precision.value}-b{batch}", report)
-    return openvino_upscaler(bundle) if backend is Peer.OPENVINO else Upscaler.from_bundle(bundle, options=options or RuntimeOptions())
+    return openvino_upscaler(bundle) if backend is Peer.OPENVINO else Upscaler.from_bundle(bundle, options=variant.options)

@@ -113,7 +113,7 @@ def render_markdown(data: dict) -> str:
                          f"{_fmt(added)} | {_fmt(b['peak_device_mib'])} | {_fmt(b.get('device_in_use_mib'))} |")
     variants = [(m, b, label, v) for m in methods for b in m["backends"] for label, v in b.get("variants", {}).items()]
     if variants:
-        lines += ["", "## Runtime options (end to end, min / median ms; ratio: the default run's median / this one's)", "",
+        lines += ["", "## Variants: runtime and build options (end to end, min / median ms; ratio: the default run's median / this one's)", "",
                   "| method | backend | option | ms | ratio |", "|---|---|---|---|---|"]
         for m, b, label, v in variants:
             if not v["samples_ms"]:

@@ -55,6 +55,7 @@ class EngineSettings:
     workspace_gib: float | None = None  # TensorRT tactics' scratch limit (None: TensorRT's default)
     cpu_offline: bool = False  # ONNX Runtime CPU: save the graphs optimised for this CPU
     winograd: bool = True  # ONNX Runtime CPU: wide 3x3 convolutions as Winograd F(4x4, 3x3)
+    fused_group_norm: bool = True  # ONNX Runtime CUDA: GroupNorm (+ SiLU) as its fused contrib op
 
 
 class EngineBackend(ABC):
@@ -106,7 +107,7 @@ class OnnxRuntimeBackend(EngineBackend):
         from .onnxruntime_builder import OnnxCopier
 
         return OnnxCopier(for_cpu=self.device == "cpu", optimize_offline=settings.cpu_offline,
-                          winograd=settings.winograd)
+                          winograd=settings.winograd, fused_group_norm=settings.fused_group_norm)
 
     def version(self) -> str:
         import onnxruntime
@@ -135,9 +136,17 @@ class OnnxRuntimeCpu(OnnxRuntimeBackend):
     install = "pip install 'sr-export[cpu]'"
 
 
+ONNXRUNTIME_CUDA_OPTIONS = (
+    click.Option(["--fused-group-norm/--no-fused-group-norm"], default=True, show_default=True,
+                 help="GroupNorm (+ SiLU) as ONNX Runtime's fused CUDA kernel (channels-last, fp32 statistics) "
+                      "instead of the exported fp32 island of nine ops."),
+)
+
+
 class OnnxRuntimeCuda(OnnxRuntimeBackend):
     name = "onnxruntime-cuda"
     title = "ONNX Runtime CUDA"
+    build_options = ONNXRUNTIME_CUDA_OPTIONS
     provider = "CUDAExecutionProvider"
     install = "install onnxruntime-gpu on a CUDA machine"
 

@@ -40,6 +40,7 @@ class BuildOptions:
     workspace_gib: float | None = None
     cpu_offline: bool = False  # ONNX Runtime CPU only: the graphs saved optimised for this CPU
     winograd: bool = True  # ONNX Runtime CPU only: wide 3x3 convolutions as Winograd F(4x4, 3x3)
+    fused_group_norm: bool = True  # ONNX Runtime CUDA only: GroupNorm (+ SiLU) as its fused contrib op
     # How attention is exported (None: the backend's way); benchmarks give OpenVINO the plain graph.
     attention: Attention | None = None
 
@@ -88,7 +89,7 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
     precision = Precision.FP32 if fallback else precision
     final = opts.output or default_bundle_path(plan.stem, backend.name, precision)
     settings = EngineSettings(precision, final.parent, opts.strongly_typed, opts.opt_level, opts.workspace_gib,
-                              opts.cpu_offline, opts.winograd)
+                              opts.cpu_offline, opts.winograd, opts.fused_group_norm)
     builder = backend.builder(settings, report)
     if final.exists():
         report(f"replacing the bundle {final}")

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
-from onnx.external_data_helper import uses_external_data
+
+from .graph_shapes import inferred_tensors
 
 # Below these a convolution's transforms cost more than its products save (measured, see above).
 WINOGRAD_MIN_CHANNELS = 256
@@ -210,27 +211,9 @@ def rewrite_convolutions(graph: gs.Graph, input_sides: dict[str, tuple[int, int]
 
 
 def spatial_sides(model: onnx.ModelProto, input_shapes: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
-    """Each 4-D tensor's (height, width) when the graph's inputs have ``input_shapes``. ONNX Runtime's
-    shape inference, as it knows its own contrib ops (the fused attention) that ONNX's stops at. Constants
-    whose data were not loaded become inputs of their shape: the inference reads no weights."""
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    static = onnx.ModelProto()
-    static.CopyFrom(model)
-    for graph_input in static.graph.input:
-        if graph_input.name in input_shapes:
-            dims = graph_input.type.tensor_type.shape.dim
-            for dim, size in zip(dims, input_shapes[graph_input.name], strict=True):
-                dim.Clear()
-                dim.dim_value = size
-    unloaded = [t for t in static.graph.initializer if uses_external_data(t)]
-    for tensor in unloaded:
-        static.graph.initializer.remove(tensor)
-    static.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in unloaded)
-    del static.graph.value_info[:]
-    inferred = SymbolicShapeInference.infer_shapes(static, auto_merge=True)
+    """Each 4-D tensor's (height, width) when the graph's inputs have ``input_shapes``."""
     sides = {}
-    for info in (*inferred.graph.value_info, *inferred.graph.input):
+    for info in inferred_tensors(model, input_shapes):
         dims = info.type.tensor_type.shape.dim
         if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
             sides[info.name] = (dims[2].dim_value, dims[3].dim_value)

@@ -1,7 +1,7 @@
 """ONNX Runtime "engines" are the cleaned ONNX graphs themselves: the bundle gets a copy of each,
 rewritten for the CPU where the engines run on it (``cpu_graph``: the blocked layout, cheaper
 convolutions), and with ``--optimize-for-this-cpu`` saved as ONNX Runtime optimises it on this CPU
-(``cpu_offline``)."""
+(``cpu_offline``); for CUDA with its GroupNorms fused (``cuda_graph``)."""
 
 from __future__ import annotations
 
@@ -16,15 +16,18 @@ from ..graph_spec import GraphSpec
 from .backends import BuiltEngine, EngineBuilder
 from .cpu_graph import write_cpu_graph
 from .cpu_offline import save_optimised_graph
+from .cuda_graph import write_cuda_graph
 
 log = logging.getLogger(__name__)
 
 
 class OnnxCopier(EngineBuilder):
-    def __init__(self, for_cpu: bool, optimize_offline: bool = False, winograd: bool = True):
-        self.for_cpu = for_cpu  # the engines run on the CPU: its graph rewrites apply
+    def __init__(self, for_cpu: bool, optimize_offline: bool = False, winograd: bool = True,
+                 fused_group_norm: bool = True):
+        self.for_cpu = for_cpu  # the engines run on the CPU: its graph rewrites apply, else CUDA's
         self.optimize_offline = optimize_offline
         self.winograd = winograd
+        self.fused_group_norm = fused_group_norm
         self.cpu_target = this_cpu() if optimize_offline else None
 
     def build(self, onnx_file: Path, folder: Path, spec: GraphSpec, profile: dict) -> BuiltEngine:
@@ -48,6 +51,9 @@ class OnnxCopier(EngineBuilder):
             built_for = {name: shapes[1] for name, shapes in profile.items()}  # the profile's opt shapes
             rewrites = str(write_cpu_graph(onnx_file, graph, built_for, self.winograd))
             log.info("%s: %s", spec.name, rewrites or "nothing to rewrite for the CPU")
+        elif self.fused_group_norm:
+            rewrites = write_cuda_graph(onnx_file, graph)
+            log.info("%s: %s", spec.name, rewrites or "no GroupNorm to fuse")
         else:
             copy_file(onnx_file, graph)
         files = [graph]
