@@ -19,10 +19,13 @@ python3 -c "import torch, onnxruntime as ort
 print('torch', torch.__version__, torch.cuda.get_device_name(), 'onnxruntime', ort.__version__, ort.get_available_providers())" \
   2>&1 | tee -a "$OUT/bench.log"
 el tests
-# On 4 of the 16 cores, while the bench's first row is still exporting on the others.
-( OMP_NUM_THREADS=4 timeout 180 taskset -c 12-15 python3 -m pytest -q -s -rA -p no:cacheprovider \
-    tests/test_build.py tests/test_rrdbnet.py tests/test_runtime.py -k cuda > "$OUT/tests.log" 2>&1
-  echo "tests exit $?" >> "$OUT/tests.log" ) &
+if [ "${TESTS:-1}" = 0 ]; then  # TESTS=0: the bench alone (a short rerun)
+  echo "not run (TESTS=0)" > "$OUT/tests.log"
+else  # on 4 of the 16 cores, while the bench's first row is still exporting on the others
+  ( OMP_NUM_THREADS=4 timeout 180 taskset -c 12-15 python3 -m pytest -q -s -rA -p no:cacheprovider \
+      tests/test_build.py tests/test_rrdbnet.py tests/test_runtime.py -k cuda > "$OUT/tests.log" 2>&1
+    echo "tests exit $?" >> "$OUT/tests.log" ) &
+fi
 el bench
 [ $# -gt 0 ] || set -- --methods InvSR-1,RealESRGAN --backends onnxruntime-cuda,eager,compile --runs 10 --warmup 2 --no-large
 bench() {  # report folder, log name, then run_gpu.sh's arguments
