@@ -8,9 +8,12 @@ from dataclasses import replace
 from click.testing import CliRunner
 
 from sr_export.bench.family import Peer, Runner, TorchMode
+from sr_export.bench.peers import Variant, bench_variants
 from sr_export.bench.table7 import PAPER_ROWS, BenchSettings, planned_jobs, run_table7, table_rows
+from sr_export.builders.backends import BACKENDS
 from sr_export.cli import main
 from sr_export.families import FAMILIES
+from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.precision import Precision
 
 
@@ -167,3 +170,12 @@ def test_a_drifting_host_is_flagged(tmp_path):
         md = (tmp_path / name / "report.md").read_text()
         assert "RealESRGAN eager 124, RealESRGAN onnxruntime-cpu" in md
         assert ("changed by 44%" in md) is flagged
+
+
+def test_gpu_engine_rows_time_their_variants_and_cpu_rows_none():
+    graphs = RuntimeOptions(cuda_graph=True)
+    assert bench_variants(BACKENDS["onnxruntime-cuda"]) == {
+        "CUDA graphs": Variant(graphs), "GroupNorm unfused": Variant(fused_group_norm=False),
+        "GroupNorm unfused, CUDA graphs": Variant(graphs, fused_group_norm=False)}
+    assert bench_variants(BACKENDS["tensorrt"]) == {"CUDA graphs": Variant(graphs)}  # builds no GroupNorm fusion
+    assert bench_variants(BACKENDS["onnxruntime-cpu"]) == bench_variants(TorchMode.EAGER) == {}

@@ -6,8 +6,8 @@ SiLU (Sigmoid and Mul). On the CUDA EP that is nine kernels, each reading and wr
 activation. ONNX Runtime's contrib op does it in two passes (group sums, then normalise, affine and
 SiLU), accumulating in fp32 with fp16 in and out: the same precision as the island, SiLU before the
 cast rather than after. The kernel takes channels-last input, so the fused node sits between two
-Transposes; with ONNX Runtime's NHWC convolutions (``RuntimeOptions.prefer_nhwc``) its transpose
-optimiser cancels them against the convolutions'.
+Transposes: the full-size InvSR-1 bundle still ran 1.33x faster end to end on an H200 (CUDA graphs on
+both). It adds its group sums with atomics, so two runs of a bundle are not bit-identical.
 
 Its CUDA kernel handles an even number of channels per group up to 512 (it reads channel pairs), and
 gamma / beta in fp32; other GroupNorms keep the island.

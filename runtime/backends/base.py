@@ -35,8 +35,9 @@ class RuntimeOptions:
     # memory hungry (whether it is faster for these networks is not yet measured).
     cudnn_conv_algo_search: str = "HEURISTIC"
     threads: int = 0  # CPU intra-op threads; 0 lets ONNX Runtime choose
-    # ONNX Runtime CUDA: convolutions and norms in channels-last (NHWC) kernels, the layout fp16 tensor-core
-    # convolutions want (with NCHW, cuDNN transposes around each one).
+    # ONNX Runtime CUDA: convolutions in channels-last (NHWC) kernels, the layout fp16 tensor-core convolutions
+    # want. Off by default: on an H200 the full-size InvSR-1 bundle ran slower with it (45.0 against 42.9 ms),
+    # and CUDA graphs refuse it (a few nodes fall back to the CPU); exact either way (tests -k cuda).
     prefer_nhwc: bool = False
 
 
