@@ -105,7 +105,7 @@ def _fuse(graph: gs.Graph, norm: gs.Node, types: dict[str, np.dtype]) -> bool:
     if silu is not None:
         end = silu.outputs[0]
 
-    name = norm.name.rsplit("/", 1)[0] or norm.name
+    name = norm.name or norm.outputs[0].name  # unique, also where a norm module applied twice shares a scope
     dtype = types[data.name]
     nhwc = gs.Variable(f"{name}/GroupNorm_nhwc_input", dtype=dtype)
     normed = gs.Variable(f"{name}/GroupNorm_nhwc_output", dtype=dtype)
