@@ -91,8 +91,8 @@ class Runner:
     large: Callable[[], object] | None = None  # one 512 -> 2048 image with batched tiles
     large_tiles: int = 0
     note: str = ""
-    # End to end under other runtime options: label -> opens that variant and returns its call. Opened after
-    # the default run is measured, so that its engines do not count in that run's memory.
+    # End to end under other runtime or build options: label -> opens that variant and returns its call.
+    # Opened after the default run is measured, so that its engines do not count in that run's memory.
     variants: dict[str, Callable[[], Callable[[], object]]] = field(default_factory=dict)
 
 

@@ -76,7 +76,7 @@ class BackendResult:
     large_ms: float | None = None  # one 512 -> 2048 image
     large_tiles: int = 0
     note: str = ""
-    variants: dict[str, dict] = field(default_factory=dict)  # runtime option -> {"samples_ms": [...]}, end to end
+    variants: dict[str, dict] = field(default_factory=dict)  # variant label -> {"samples_ms": [...]}, end to end
 
 
 @dataclass

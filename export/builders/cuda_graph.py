@@ -5,23 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
 import onnx_graphsurgeon as gs
 
 from .graph_file import load_graph, write_graph
 from .graph_shapes import element_types
-from .group_norm_fusion import fuse_group_norms
-
-
-def _per_channel(tensor: onnx.TensorProto) -> bool:
-    """A (C, 1, 1) constant: a GroupNorm's affine weight or bias, what the fusion reads."""
-    return len(tensor.dims) == 3 and tuple(tensor.dims[1:]) == (1, 1)
+from .group_norm_fusion import affine_shaped, fuse_group_norms
 
 
 def write_cuda_graph(src: Path, dst: Path) -> str:
     """``src`` rewritten for ONNX Runtime's CUDA EP, written to ``dst``; returns what was rewritten ("" for
     nothing), for the build log and the manifest."""
-    model = load_graph(src, _per_channel)
+    model = load_graph(src, lambda tensor: affine_shaped(tensor.dims))
     graph = gs.import_onnx(model)
     fused = fuse_group_norms(graph, element_types(model))
     write_graph(graph, src, dst, fused > 0)

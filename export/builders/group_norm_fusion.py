@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_graphsurgeon as gs
+from onnx import TensorProto
 
 MS_DOMAIN = "com.microsoft"
 MAX_CHANNELS_PER_GROUP = 512
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
-FLOAT, FLOAT16 = 1, 10  # ONNX TensorProto element types, as Cast's ``to`` names them
 
 
 def _only_consumer(tensor: gs.Variable, op: str) -> gs.Node | None:
@@ -36,13 +36,18 @@ def _producer(tensor: gs.Tensor, op: str) -> gs.Node | None:
     return None
 
 
+def affine_shaped(dims) -> bool:
+    """(C, 1, 1): an island's affine weight or bias, the only weights the fusion reads."""
+    return len(dims) == 3 and tuple(dims[1:]) == (1, 1)
+
+
 def _per_channel(node: gs.Node, data: gs.Tensor) -> np.ndarray | None:
     """The fp32 (C, 1, 1) constant ``node`` (a Mul or Add) applies to ``data``, flattened to (C,)."""
     other = [t for t in node.inputs if t is not data]
     if len(node.inputs) != 2 or len(other) != 1 or not isinstance(other[0], gs.Constant):
         return None
     values = other[0].values
-    if values.dtype != np.float32 or values.ndim != 3 or values.shape[1:] != (1, 1):
+    if values.dtype != np.float32 or not affine_shaped(values.shape):
         return None
     return values.reshape(-1)
 
@@ -92,9 +97,9 @@ def _fuse(graph: gs.Graph, norm: gs.Node, types: dict[str, np.dtype]) -> bool:
         return False
     # fp16 island: Cast(fp16 -> fp32) in, Cast(-> fp16) out, both dropped; an fp32 graph has neither.
     opening = _producer(island_input, "Cast")
-    if opening is not None and opening.attrs.get("to") == FLOAT and types.get(opening.inputs[0].name) == np.float16:
+    if opening is not None and opening.attrs.get("to") == TensorProto.FLOAT and types.get(opening.inputs[0].name) == np.float16:
         closing = _only_consumer(affine_add.outputs[0], "Cast")
-        if closing is None or closing.attrs.get("to") != FLOAT16:
+        if closing is None or closing.attrs.get("to") != TensorProto.FLOAT16:
             return False
         data, end = opening.inputs[0], closing.outputs[0]
     elif types.get(island_input.name) == np.float32:
