@@ -4,6 +4,7 @@ padded and chopped, seeded and zero noise), fp16, the CLI and the Table 7 plug-i
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -14,7 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import make_image, psnr
+from helpers import make_image, needs_cuda_ep, psnr
 from PIL import Image
 
 from sr_export.bench.family import Method, TorchMode
@@ -26,7 +27,7 @@ from sr_export.families.resshift.bench import ResShiftBench
 from sr_export.families.resshift.random_checkpoints import write_official_config, write_random_model
 from sr_export.families.resshift.reference import ResShiftReference
 from sr_export.families.resshift.source import resolve_source
-from sr_export.graph_spec import GraphSpec
+from sr_export.graph_spec import TORCH_DTYPES, GraphSpec
 from sr_export.onnx_export import module_for_precision
 from sr_runtime.families.resshift.options import ResShiftOptions
 from sr_runtime.images import read_image
@@ -133,6 +134,29 @@ def test_fp16_bundles_are_finite_and_keep_the_argmin_in_fp32(sources, bundles, t
     want = Upscaler.from_bundle(bundles["sinsr"]).upscale(image)
     # fp16 moves the latents (about 1% of the codes flip on this model): no bit parity, but close and finite
     assert np.isfinite(got).all() and psnr(got, want) > 25.0
+
+
+# ONNX Runtime CUDA against the PyTorch reference on the same GPU at the same precision. Bounds from the CPU,
+# where this test's image gives 128.7 dB in fp32 and 30.7 dB in fp16 (fp16 roundings flip about 1% of the
+# tiny codebook's codes, differently in the two): 40 dB leaves TF32 and a flipped code room, 25 dB fp16's.
+# Not yet run on a GPU: the H200 session that found the shifted-window mask made on the CPU (an eager row
+# failed; tests/test_devices.py now checks every family for that) had no time left for it.
+CUDA_MIN_PSNR = {Precision.FP32: 40.0, Precision.FP16: 25.0}
+
+
+@needs_cuda_ep
+@pytest.mark.parametrize("precision", [Precision.FP32, Precision.FP16], ids=lambda p: p.value)
+def test_a_cuda_bundle_matches_the_reference_on_the_gpu(sources, tmp_path, module_cache, precision):
+    source = sources["resshift-v3"]
+    bundle = build_bundle(source, BuildOptions(backend="onnxruntime-cuda", precision=precision, tile=TILE,
+                                               batch=BATCH, output=tmp_path / "cuda"), report=_quiet)
+    image = make_image(64, 100, seed=5)  # two patches
+    # A copy: the reference moves its modules to the GPU, and the module's other tests run on the CPU.
+    reference = ResShiftReference(copy.deepcopy(source.components), device="cuda", dtype=TORCH_DTYPES[precision])
+    want = reference.upscale(image, ResShiftOptions(chop_size=64, chop_stride=48))
+    got = Upscaler.from_bundle(bundle).upscale(image, chop_size=64, chop_stride=48)
+    print(f"ResShift-v3 onnxruntime-cuda {precision.value} vs PyTorch on the GPU: {psnr(got, want):.1f} dB")
+    assert psnr(got, want) >= CUDA_MIN_PSNR[precision]
 
 
 def test_the_cli_builds_runs_and_refuses(tiny, bundles, tmp_path, module_cache):

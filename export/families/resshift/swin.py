@@ -25,9 +25,10 @@ from .layers import GroupNorm32
 MASKED = -100.0  # the official's additive mask value
 
 
-def shifted_window_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+def shifted_window_mask(height: int, width: int, window: int, shift: int,
+                        device: torch.device | None = None) -> torch.Tensor:
     """(windows, window², window²) additive mask of the official ``calculate_mask`` for a height x width map."""
-    rows = torch.arange(height)
+    rows = torch.arange(height, device=device)
     label = (rows >= height - window).long() + (rows >= height - shift).long()
     token_label = label.reshape(-1, window).repeat(1, window)  # (window rows, tokens): label of row (token % window)
     differ = token_label[:, :, None] != token_label[:, None, :]
@@ -117,7 +118,7 @@ class SwinTransformerBlock(nn.Module):
         x = self.norm1(x)
         if self.shift:
             x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(2, 3))
-            mask = shifted_window_mask(h, w, self.window, self.shift)
+            mask = shifted_window_mask(h, w, self.window, self.shift, x.device)
         else:
             mask = None  # the official adds an all-zero mask here
         x = window_reverse(self.attn(window_partition(x, self.window), mask), self.window, h, w)
