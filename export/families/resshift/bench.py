@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sr_runtime.backends.base import LR_FEED, RuntimeOptions
+from sr_runtime.backends.base import LR_FEED
 from sr_runtime.families.resshift.chain import PRIOR_NOISE, step_noise
 from sr_runtime.families.resshift.graphs import GRAPHS, UNET_STEP
 from sr_runtime.families.resshift.image_loop import batch_feeds, plan_patches
@@ -24,8 +24,7 @@ from sr_runtime.graph_io import GraphIO
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.bundles import cached_bundle
-from ...builders.bundle_builder import BuildOptions
+from ...bench.peers import bench_upscaler, variant_openers
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
@@ -119,11 +118,7 @@ class ResShiftBench(bench.BenchFamily):
                       for io in GRAPHS]
             return bench.Runner(run=lambda: reference.run_batch(feeds), stages=stages,
                                 large=lambda: reference.upscale(large_image, options), large_tiles=large_tiles)
-        opts = BuildOptions(backend=backend.name, precision=precision, tile=bench.TILE, batch=batch)
-        bundle = cached_bundle(source, opts, f"{source.name}-{backend}-{precision.value}-b{batch}", self._report)
-        from sr_runtime.pipeline import Upscaler
-
-        upscaler = Upscaler.from_bundle(bundle, options=RuntimeOptions())
+        upscaler = bench_upscaler(source, backend, precision, bench.TILE, batch, source.name, self._report)
         stages = [bench.Stage(STAGE_LABELS[io.name], lambda s=upscaler.sessions[io.name], f=inputs[io.name]: s.run(f),
                               len(section.steps) if io is UNET_STEP else 1) for io in GRAPHS]
         return bench.Runner(
@@ -132,6 +127,8 @@ class ResShiftBench(bench.BenchFamily):
             large=lambda: upscaler.upscale(large_image, chop_size=chopping.size),
             large_tiles=large_tiles,
             note="stages timed through host arrays" if backend.name != "onnxruntime-cpu" else "",
+            variants=variant_openers(source, backend, precision, bench.TILE, source.name, self._report,
+                                     lambda other: other.run_tiles(*(feeds[n] for n in other.family.feeds))),
         )
 
     def release(self, backend: bench.BenchBackend) -> None:
