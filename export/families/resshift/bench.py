@@ -121,14 +121,17 @@ class ResShiftBench(bench.BenchFamily):
         upscaler = bench_upscaler(source, backend, precision, bench.TILE, batch, source.name, self._report)
         stages = [bench.Stage(STAGE_LABELS[io.name], lambda s=upscaler.sessions[io.name], f=inputs[io.name]: s.run(f),
                               len(section.steps) if io is UNET_STEP else 1) for io in GRAPHS]
+
+        def run_patch(any_upscaler) -> object:  # the default bundle or a variant's
+            return any_upscaler.run_tiles(*(feeds[n] for n in any_upscaler.family.feeds))
+
         return bench.Runner(
-            run=lambda: upscaler.run_tiles(*(feeds[n] for n in upscaler.family.feeds)),
+            run=lambda: run_patch(upscaler),
             stages=stages,
             large=lambda: upscaler.upscale(large_image, chop_size=chopping.size),
             large_tiles=large_tiles,
             note="stages timed through host arrays" if backend.name != "onnxruntime-cpu" else "",
-            variants=variant_openers(source, backend, precision, bench.TILE, source.name, self._report,
-                                     lambda other: other.run_tiles(*(feeds[n] for n in other.family.feeds))),
+            variants=variant_openers(source, backend, precision, bench.TILE, source.name, self._report, run_patch),
         )
 
     def release(self, backend: bench.BenchBackend) -> None:
