@@ -92,6 +92,17 @@ def test_quick_leaves_the_peers_out_unless_asked():
         Peer.OPENVINO.problem() is not None
 
 
+def test_pytorch_rows_run_at_each_familys_official_precision_on_the_gpu():
+    """fp16 on the GPU as the paper runs InvSR; S3Diff's official code runs fp32 (its reference has no fp16)."""
+    def torch_rows(name: str, device: str) -> set[tuple[str, Precision]]:
+        family = FAMILIES[name].bench({o.name: None for o in FAMILIES[name].bench_options}, print)
+        return {(b.value, p) for b, p in family.backends(device) if isinstance(b, TorchMode)}
+
+    assert torch_rows("invsr", "cuda") == {("eager", Precision.FP16), ("compile", Precision.FP16)}
+    assert torch_rows("s3diff", "cuda") == torch_rows("s3diff", "cpu") == {("eager", Precision.FP32),
+                                                                         ("compile", Precision.FP32)}
+
+
 def test_each_job_reports_in_the_order_the_backends_are_named(tiny_checkpoints):
     """Backend by backend as ``--backends`` names them, and the results so far after each job: a run cut
     short keeps whole columns."""

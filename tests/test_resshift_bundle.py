@@ -136,12 +136,13 @@ def test_fp16_bundles_are_finite_and_keep_the_argmin_in_fp32(sources, bundles, t
     assert np.isfinite(got).all() and psnr(got, want) > 25.0
 
 
-# ONNX Runtime CUDA against the PyTorch reference on the same GPU at the same precision. Bounds from the CPU,
-# where this test's image gives 128.7 dB in fp32 and 30.7 dB in fp16 (fp16 roundings flip about 1% of the
-# tiny codebook's codes, differently in the two): 40 dB leaves TF32 and a flipped code room, 25 dB fp16's.
-# Not yet run on a GPU: the H200 session that found the shifted-window mask made on the CPU (an eager row
-# failed; tests/test_devices.py now checks every family for that) had no time left for it.
-CUDA_MIN_PSNR = {Precision.FP32: 40.0, Precision.FP16: 25.0}
+# ONNX Runtime CUDA against the PyTorch reference on the same GPU at the same precision. On an H200: 31.8 and 34.4 dB
+# in fp32 (two runs; the GPU side is not bit-repeatable), 29.3 and 29.4 dB in fp16 (the CPU gives 128.7 / 30.7). fp32
+# on the GPU is not exact: both sides run TF32 convolutions (ONNX Runtime's and cuDNN's default), and this tiny random
+# model carries the roundings through its 4 steps and the VQ argmin: rounding only the weights to TF32 gives 36.8 dB
+# on the CPU (36.7 dB with the UNet's alone).
+# A broken chain lands far lower: another noise seed gives 17.0 dB, zero noise 17.9 dB.
+CUDA_MIN_PSNR = {Precision.FP32: 28.0, Precision.FP16: 25.0}
 
 
 @needs_cuda_ep

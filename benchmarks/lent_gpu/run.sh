@@ -22,7 +22,7 @@ el tests
 if [ "${TESTS:-1}" = 0 ]; then  # TESTS=0: the bench alone (a short rerun)
   echo "not run (TESTS=0)" > "$OUT/tests.log"
 else  # on 4 of the 16 cores, while the bench's first row is still exporting on the others
-  ( OMP_NUM_THREADS=4 timeout 240 taskset -c 12-15 python3 -m pytest -q -s -rA -p no:cacheprovider \
+  ( OMP_NUM_THREADS=4 timeout 480 taskset -c 12-15 python3 -m pytest -q -s -rA -p no:cacheprovider \
       tests/test_build.py tests/test_rrdbnet.py tests/test_runtime.py tests/test_resshift_bundle.py \
       tests/test_s3diff_bundle.py -k cuda > "$OUT/tests.log" 2>&1
     echo "tests exit $?" >> "$OUT/tests.log" ) &
