@@ -9,7 +9,15 @@ from click.testing import CliRunner
 
 from sr_export.bench.family import Peer, Runner, TorchMode
 from sr_export.bench.peers import Variant, bench_variants
-from sr_export.bench.table7 import PAPER_ROWS, BenchSettings, planned_jobs, run_table7, table_rows
+from sr_export.bench.table7 import (
+    PAPER_ROWS,
+    STAGES_VIA_HOST,
+    BenchSettings,
+    planned_jobs,
+    row_note,
+    run_table7,
+    table_rows,
+)
 from sr_export.builders.backends import BACKENDS
 from sr_export.cli import main
 from sr_export.families import FAMILIES
@@ -181,6 +189,16 @@ def test_a_drifting_host_is_flagged(tmp_path):
         md = (tmp_path / name / "report.md").read_text()
         assert "RealESRGAN eager 124, RealESRGAN onnxruntime-cpu" in md
         assert ("changed by 44%" in md) is flagged
+
+
+def test_a_row_says_its_stages_went_through_host_arrays_only_for_an_engine_on_a_gpu():
+    runner, large = Runner(run=lambda: None), Runner(run=lambda: None, note="large image in one call, untiled")
+    assert row_note(runner, BACKENDS["onnxruntime-cuda"], True) == STAGES_VIA_HOST
+    assert row_note(large, BACKENDS["tensorrt"], True) == f"large image in one call, untiled, {STAGES_VIA_HOST}"
+    assert row_note(runner, BACKENDS["onnxruntime-cuda"], False) == ""  # --quick: no stages timed
+    for host in (BACKENDS["onnxruntime-cpu"], Peer.OPENVINO, TorchMode.EAGER):
+        assert row_note(runner, host, True) == ""
+    assert row_note(large, TorchMode.EAGER, True) == "large image in one call, untiled"
 
 
 def test_gpu_engine_rows_time_their_variants_and_cpu_rows_none():

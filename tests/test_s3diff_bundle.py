@@ -85,7 +85,7 @@ def test_fp16_graphs_are_finite(demo, tmp_path):
 
 # ONNX Runtime CUDA bundles against the fp32 reference on the same GPU. Bounds from the CPU, where this test's
 # image through every tiling gives 87.0 dB with an fp32 bundle and 53.5 dB with an fp16 one: 40 / 30 dB leave
-# TF32 and the GPU's own fp16 kernels room. Not yet run on a GPU.
+# TF32 and the GPU's own fp16 kernels room. On an H200: 57.2 and 57.0 dB fp32 (two runs), 51.5 dB fp16.
 CUDA_MIN_PSNR = {Precision.FP32: 40.0, Precision.FP16: 30.0}
 
 

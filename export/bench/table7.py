@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from sr_runtime.precision import Precision
 from sr_runtime.records import json_ready
 
+from ..builders.backends import EngineBackend
 from .family import (
     BenchBackend,
     BenchFamily,
@@ -135,6 +136,16 @@ def _first_line(err: Exception) -> str:
     return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
 
 
+# Every family feeds its engine stages numpy arrays: on a GPU, a stage's time includes its copies in and out.
+STAGES_VIA_HOST = "stages timed through host arrays"
+
+
+def row_note(runner: Runner, backend: BenchBackend, stages_timed: bool) -> str:
+    """The runner's own note, and for an engine on a GPU whose stages were timed, that they include host copies."""
+    on_device = isinstance(backend, EngineBackend) and backend.device != "cpu"
+    return ", ".join(filter(None, (runner.note, STAGES_VIA_HOST if stages_timed and on_device else "")))
+
+
 def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: BenchSettings, report) -> BackendResult:
     sync = _sync(s.device)
     # A shared host's speed drifts during a run (this 2-core VM: 124 to 178 GFLOP/s in one report), so
@@ -156,7 +167,7 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
         stages={st.name: {"per_image": st.per_image, "samples_ms": stages[st.name].samples_ms}
                 for st in runner.stages if st.name in stages},
         peak_host_mib=host_peak_mib(), resident_before_mib=before, peak_device_mib=_device_peak_mib(s.device, backend),
-        note=runner.note, host_gemm_gflops=gemm,
+        note=row_note(runner, backend, bool(stages)), host_gemm_gflops=gemm,
     )
     if s.large and runner.large is not None:
         report(f"    512 -> 2048 ({runner.large_tiles} tiles, batch {s.batch})")

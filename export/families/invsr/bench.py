@@ -27,7 +27,6 @@ STAGE_LABELS = {
     "vae_decoder": "VAE decoder",
 }
 LARGE_TILES = 49  # 512 px at tile 128, stride 64: 7 x 7
-HOST_BACKENDS = ("onnxruntime-cpu", "openvino-cpu")  # their stages run on host arrays anyway
 
 
 def full_random_checkpoints(report: Report) -> tuple[Path, Path, Path]:
@@ -93,7 +92,6 @@ class InvSRBench(bench.BenchFamily):
             stages=stages,
             large=lambda: upscaler.upscale(large_image),
             large_tiles=LARGE_TILES,
-            note="" if bench.backend_label(backend) in HOST_BACKENDS else "stages timed through host arrays",
             variants=variant_openers(source, backend, precision, bench.TILE, f"invsr-s{method.steps}", self._report,
                                      lambda other: other.run_tiles(lr, zeros, zeros)),
         )

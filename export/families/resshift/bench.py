@@ -130,7 +130,6 @@ class ResShiftBench(bench.BenchFamily):
             stages=stages,
             large=lambda: upscaler.upscale(large_image, chop_size=chopping.size),
             large_tiles=large_tiles,
-            note="stages timed through host arrays" if backend.name != "onnxruntime-cpu" else "",
             variants=variant_openers(source, backend, precision, bench.TILE, source.name, self._report, run_patch),
         )
 
