@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 from sr_export.compare import psnr as compare_psnr
+from sr_runtime.cpu_target import listed_cpu_features
 
 needs_cuda_ep = pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                                    reason="needs onnxruntime-gpu's CUDAExecutionProvider (a CUDA machine)")
+
+ISA_MASK = Path(__file__).resolve().parents[1] / "benchmarks" / "isa_mask" / "run.sh"
+needs_isa_mask = pytest.mark.skipif(
+    shutil.which("gcc") is None or "avx512f" not in listed_cpu_features()
+    or "cpuid_fault" not in Path("/proc/cpuinfo").read_text().split(),
+    reason="benchmarks/isa_mask needs gcc, and an AVX-512 CPU with CPUID faulting to have something to hide")
+
+
+def run_as_avx2_only(args: list[str], cache: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python args...`` as on an AVX2-only host (benchmarks/isa_mask), its library built under ``cache``."""
+    return subprocess.run(["bash", str(ISA_MASK), sys.executable, *args], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "SR_EXPORT_CACHE": str(cache)}, timeout=timeout)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -179,6 +179,14 @@ def test_runtime_options_and_device_memory_are_reported(tmp_path):
     assert not list(tmp_path.glob(".*"))  # each file written whole, under its final name
 
 
+def test_the_report_says_when_cpuid_hides_instruction_sets():
+    from sr_export.bench.report import render_markdown
+
+    header = render_markdown({"meta": {**META, "isa": ["avx2", "fma"], "isa_hidden": ["avx512f"]}, "methods": []})
+    assert "; avx2, fma (CPUID hides avx512f, which the CPU has: emulated)" in header
+    assert "CPUID hides" not in render_markdown({"meta": {**META, "isa": ["avx2"], "isa_hidden": []}, "methods": []})
+
+
 def test_a_drifting_host_is_flagged(tmp_path):
     from sr_export.bench.report import write_report
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from helpers import make_image, needs_cuda_ep, psnr
+from helpers import make_image, needs_cuda_ep, needs_isa_mask, psnr, run_as_avx2_only
 from PIL import Image
 
 from sr_export.bench.bundles import cached_bundle
@@ -517,6 +517,25 @@ def test_cli_build_optimised_for_this_cpu(tmp_path, cache, checkpoint, test_mode
     result = runner.invoke(main, [*args, "--backend", "onnxruntime-cuda"])
     assert result.exit_code == 1 and result.output.strip() == ("error: --optimize-for-this-cpu: ONNX Runtime CPU "
                                                                 "options; --backend onnxruntime-cuda does not take them")
+
+
+@needs_isa_mask
+def test_a_bundle_optimised_for_avx512_is_refused_on_an_avx2_only_host(tmp_path, cache, checkpoint):
+    """On a real instruction-set change, not an edited manifest: ONNX Runtime's AVX2 kernels block channels
+    by 8, not 16, and fail on the saved AVX-512 layout in the middle of a run (ReorderOutput: "Input
+    channels must match the NCHWc block-aligned channel count"); the runtime refuses it before it runs."""
+    bundle, image_file, out = tmp_path / "avx512-bundle", tmp_path / "in.png", tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["build", "--model", "realesrgan", "--checkpoint", str(checkpoint),
+                                       "--tile", "64", "--batch", "2", "--overlap", "19",
+                                       "--optimize-for-this-cpu", "-o", str(bundle)])
+    assert result.exit_code == 0, result.output
+    Image.fromarray((make_image(40, 48, seed=3) * 255).round().astype(np.uint8)).save(image_file)
+    cli = "import sys; from sr_export.cli import main; sys.exit(main())"
+    masked = run_as_avx2_only(["-c", cli, "upscale", str(image_file), "-o", str(out), "-e", str(bundle)], cache)
+    assert masked.returncode == 1, masked.stdout + masked.stderr
+    error = masked.stderr.strip()
+    assert error.count("\n") == 0 and "optimised for" in error and "avx512f" in error and "rebuild it here" in error
+    assert not out.exists()
 
 
 def test_the_default_tile_follows_the_backend():

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sr_runtime.cpu_target import cpu_features, cpu_name
+from sr_runtime.cpu_target import cpu_features, cpu_name, listed_cpu_features
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
@@ -107,6 +107,7 @@ def machine(device: str) -> dict:
         "device": device,
         "device_name": device_name,
         "isa": cpu_features(),
+        "isa_hidden": [flag for flag in listed_cpu_features() if flag not in cpu_features()],
         "fp32_gemm_gflops": fp32_gemm_gflops() if device == "cpu" else None,
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,

@@ -41,6 +41,7 @@ def render_markdown(data: dict) -> str:
         "",
         f"{meta['date']} on **{meta['device_name']}** ({meta['device']}, {meta['cpu_count']} cores"
         + (f"; {', '.join(meta['isa'])}" if meta.get("isa") else "")
+        + (f" (CPUID hides {', '.join(meta['isa_hidden'])}, which the CPU has: emulated)" if meta.get("isa_hidden") else "")
         + (f"; load average {meta['load_average']:.2f} at the start" if meta.get("load_average") is not None else "")
         + (f"; fp32 GEMM {meta['fp32_gemm_gflops']:.0f} GFLOP/s" if meta.get("fp32_gemm_gflops") else "")
         + "), "
