@@ -17,7 +17,8 @@ from sr_runtime.cpu_target import listed_cpu_features
 needs_cuda_ep = pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                                    reason="needs onnxruntime-gpu's CUDAExecutionProvider (a CUDA machine)")
 
-ISA_MASK = Path(__file__).resolve().parents[1] / "benchmarks" / "isa_mask" / "run.sh"
+REPO = Path(__file__).resolve().parents[1]
+ISA_MASK = REPO / "benchmarks" / "isa_mask" / "run.sh"
 _CPUINFO = Path("/proc/cpuinfo")
 needs_isa_mask = pytest.mark.skipif(
     shutil.which("gcc") is None or "avx512f" not in listed_cpu_features()
@@ -26,8 +27,9 @@ needs_isa_mask = pytest.mark.skipif(
 
 
 def run_as_avx2_only(args: list[str], cache: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python args...`` as on an AVX2-only host (benchmarks/isa_mask), its library built under ``cache``."""
-    return subprocess.run(["bash", str(ISA_MASK), sys.executable, *args], capture_output=True, text=True,
+    """``python args...`` in the repository as on an AVX2-only host (benchmarks/isa_mask), its library built
+    under ``cache``."""
+    return subprocess.run(["bash", str(ISA_MASK), sys.executable, *args], capture_output=True, text=True, cwd=REPO,
                           env={"PATH": "/usr/bin:/bin", "SR_EXPORT_CACHE": str(cache)}, timeout=timeout)
 
 
