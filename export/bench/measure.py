@@ -97,7 +97,7 @@ def machine(device: str) -> dict:
             versions[name] = __import__(name).__version__
         except Exception:  # absent or a broken stub: not part of this run
             continue
-    device_name = cpu_name()
+    device_name, isa = cpu_name(), cpu_features()
     if device == "cuda":
         import torch
 
@@ -106,8 +106,8 @@ def machine(device: str) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device,
         "device_name": device_name,
-        "isa": cpu_features(),
-        "isa_hidden": [flag for flag in listed_cpu_features() if flag not in cpu_features()],
+        "isa": isa,
+        "isa_hidden": [flag for flag in listed_cpu_features() if flag not in isa],
         "fp32_gemm_gflops": fp32_gemm_gflops() if device == "cpu" else None,
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
