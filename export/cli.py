@@ -171,7 +171,8 @@ BACKEND_GROUPS = backend_groups()
 @click.option("--backend", type=click.Choice(CHOICES), default=AUTO, show_default=True,
               help="auto: TensorRT, else ONNX Runtime CUDA, else ONNX Runtime CPU.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="Default: fp16 on GPU backends, fp32 on the CPU.")
+              help="Default: fp16 on GPU backends, fp32 on the CPU. bf16: --backend openvino-cpu only "
+                   "(bfloat16 arithmetic where the CPU has bf16 instructions).")
 @click.option("--tile", type=int, default=None,
               help="LR tile size the engines are built for (default 128; RRDBNet on the CPU: 512).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Tiles per engine call (max batch of the engines).")
@@ -195,12 +196,14 @@ def build(model, backend, precision, tile, batch, output, **options):
     engine = options_for(ctx, [g for g in BACKEND_GROUPS if backend in (AUTO, g.owner)], BACKEND_GROUPS,
                          f"--backend {backend} does not take them")
     engine_backend = select_backend(backend)  # fails at once when the asked-for backend is unusable here
+    precision = Precision(precision) if precision else None
+    engine_backend.build_precision(precision)
     tile = family.default_tile(engine_backend) if tile is None else tile
     family.check_build(model, chosen, tile)  # before any heavy work
     if output is not None:
         check_bundle_target(output)
     source = family.source(model, chosen, report=_echo)
-    opts = BuildOptions(backend=backend, precision=Precision(precision) if precision else None, tile=tile,
+    opts = BuildOptions(backend=backend, precision=precision, tile=tile,
                         batch=batch, output=output, **engine)
     path = build_bundle(source, opts, report=_echo)
     if source.demo:
@@ -297,7 +300,7 @@ BENCH_GROUPS = family_groups("bench_options", "{title} checkpoints (default: ful
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--backends", multiple=True,
               help="Only these, e.g. eager,onnxruntime-cpu: eager, compile, " + ", ".join(BACKENDS)
-              + ", openvino-cpu (default: all usable).")
+              + " (default: all usable; openvino-cpu at fp32, and at bf16 where the CPU has it).")
 @click.option("--methods", multiple=True, help="Only these rows, e.g. InvSR-1,RealESRGAN (default: all).")
 @click.option("--runs", type=int, default=3, show_default=True, help="Timed runs per measurement.")
 @click.option("--warmup", type=int, default=1, show_default=True)

@@ -23,7 +23,7 @@ class TensorIO:
     scalar: bool = False
 
     def precision(self, bundle: Precision) -> Precision:
-        return Precision.FP32 if self.scalar else bundle
+        return Precision.FP32 if self.scalar else bundle.io
 
     def shape(self, dims: Dims) -> tuple[int, ...]:
         return tuple(dims[d] if isinstance(d, str) else d for d in self.dims)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from sr_runtime.cpu_target import listed_cpu_features
 
 needs_cuda_ep = pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                                    reason="needs onnxruntime-gpu's CUDAExecutionProvider (a CUDA machine)")
+
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                    reason="needs openvino (pip install 'sr-export[openvino]')")
 
 REPO = Path(__file__).resolve().parents[1]
 ISA_MASK = REPO / "benchmarks" / "isa_mask" / "run.sh"

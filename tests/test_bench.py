@@ -6,9 +6,10 @@ import json
 from dataclasses import replace
 
 from click.testing import CliRunner
+from helpers import needs_openvino
 
-from sr_export.bench.family import Peer, Runner, TorchMode
-from sr_export.bench.peers import Variant, bench_variants
+from sr_export.bench.engines import Variant, bench_variants
+from sr_export.bench.family import Runner, TorchMode
 from sr_export.bench.table7 import (
     PAPER_ROWS,
     STAGES_VIA_HOST,
@@ -89,22 +90,39 @@ def test_quick_times_end_to_end_only(tmp_path, tiny_checkpoints):
     assert "Host speed when each row ran" in md and "InvSR-1 onnxruntime-cpu" in md
 
 
-def test_quick_leaves_the_peers_out_unless_asked():
+def _bench_family(name: str):
+    return FAMILIES[name].bench({o.name: None for o in FAMILIES[name].bench_options}, print)
+
+
+def test_quick_leaves_openvino_out_unless_asked():
     settings = BenchSettings(peers=False)
-    families = {"invsr": FAMILIES["invsr"].bench({o.name: None for o in FAMILIES["invsr"].bench_options}, print)}
+    families = {"invsr": _bench_family("invsr")}
     labels = {job.backend for job in planned_jobs(families, settings)}
     assert labels == {"eager", "compile", "onnxruntime-cpu"}
     asked = {job.backend for job in planned_jobs(families, replace(settings, backends=("eager", "openvino-cpu")))}
     assert asked == {"eager", "openvino-cpu"}
     assert "openvino-cpu" in {job.backend for job in planned_jobs(families, BenchSettings())} or \
-        Peer.OPENVINO.problem() is not None
+        BACKENDS["openvino-cpu"].problem() is not None
+
+
+@needs_openvino
+def test_openvino_is_timed_in_bf16_where_the_cpu_has_it_except_for_resshift():
+    import openvino as ov
+
+    from sr_runtime.backends.openvino import computes_bf16
+
+    def openvino_rows(name: str) -> set[Precision]:
+        return {p for b, p in _bench_family(name).backends("cpu") if b is BACKENDS["openvino-cpu"]}
+
+    expected = {Precision.FP32, Precision.BF16} if computes_bf16(ov.Core()) else {Precision.FP32}
+    assert openvino_rows("invsr") == openvino_rows("rrdbnet") == openvino_rows("s3diff") == expected
+    assert openvino_rows("resshift") == {Precision.FP32}  # its bf16 build is refused
 
 
 def test_pytorch_rows_run_at_each_familys_official_precision_on_the_gpu():
     """fp16 on the GPU as the paper runs InvSR; S3Diff's official code runs fp32 (its reference has no fp16)."""
     def torch_rows(name: str, device: str) -> set[tuple[str, Precision]]:
-        family = FAMILIES[name].bench({o.name: None for o in FAMILIES[name].bench_options}, print)
-        return {(b.value, p) for b, p in family.backends(device) if isinstance(b, TorchMode)}
+        return {(b.value, p) for b, p in _bench_family(name).backends(device) if isinstance(b, TorchMode)}
 
     assert torch_rows("invsr", "cuda") == {("eager", Precision.FP16), ("compile", Precision.FP16)}
     assert torch_rows("s3diff", "cuda") == torch_rows("s3diff", "cpu") == {("eager", Precision.FP32),
@@ -204,7 +222,7 @@ def test_a_row_says_its_stages_went_through_host_arrays_only_for_an_engine_on_a_
     assert row_note(runner, BACKENDS["onnxruntime-cuda"], True) == STAGES_VIA_HOST
     assert row_note(large, BACKENDS["tensorrt"], True) == f"large image in one call, untiled, {STAGES_VIA_HOST}"
     assert row_note(runner, BACKENDS["onnxruntime-cuda"], False) == ""  # --quick: no stages timed
-    for host in (BACKENDS["onnxruntime-cpu"], Peer.OPENVINO, TorchMode.EAGER):
+    for host in (BACKENDS["onnxruntime-cpu"], BACKENDS["openvino-cpu"], TorchMode.EAGER):
         assert row_note(runner, host, True) == ""
     assert row_note(large, TorchMode.EAGER, True) == "large image in one call, untiled"
 
@@ -215,4 +233,4 @@ def test_gpu_engine_rows_time_their_variants_and_cpu_rows_none():
         "CUDA graphs": Variant(graphs), "GroupNorm unfused": Variant(fused_group_norm=False),
         "GroupNorm unfused, CUDA graphs": Variant(graphs, fused_group_norm=False)}
     assert bench_variants(BACKENDS["tensorrt"]) == {"CUDA graphs": Variant(graphs)}  # builds no GroupNorm fusion
-    assert bench_variants(BACKENDS["onnxruntime-cpu"]) == bench_variants(TorchMode.EAGER) == {}
+    assert bench_variants(BACKENDS["onnxruntime-cpu"]) == bench_variants(BACKENDS["openvino-cpu"]) == {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import make_image, needs_cuda_ep, psnr
+from helpers import make_image, needs_cuda_ep, needs_openvino, psnr
 from PIL import Image
 
 from sr_export.bench.family import Method, TorchMode
@@ -29,6 +29,7 @@ from sr_export.families.resshift.reference import ResShiftReference
 from sr_export.families.resshift.source import resolve_source
 from sr_export.graph_spec import TORCH_DTYPES, GraphSpec
 from sr_export.onnx_export import module_for_precision
+from sr_runtime.errors import SRError
 from sr_runtime.families.resshift.options import ResShiftOptions
 from sr_runtime.images import read_image
 from sr_runtime.pipeline import Upscaler
@@ -158,6 +159,24 @@ def test_a_cuda_bundle_matches_the_reference_on_the_gpu(sources, tmp_path, modul
     got = Upscaler.from_bundle(bundle).upscale(image, chop_size=64, chop_stride=48)
     print(f"ResShift-v3 onnxruntime-cuda {precision.value} vs PyTorch on the GPU: {psnr(got, want):.1f} dB")
     assert psnr(got, want) >= CUDA_MIN_PSNR[precision]
+
+
+# OpenVINO fp32 against PyTorch fp32: kernel rounding only (125.6 dB measured).
+OPENVINO_FP32_MIN_PSNR = MIN_PSNR
+
+
+@needs_openvino
+def test_an_openvino_bundle_matches_the_reference_and_bf16_is_refused(sources, tmp_path, module_cache):
+    image = make_image(64, 100, seed=5)  # two patches
+    options = ResShiftOptions(chop_size=64, chop_stride=48)
+    want = ResShiftReference(sources["resshift-v3"].components).upscale(image, options)
+    build = BuildOptions(backend="openvino-cpu", precision=Precision.FP32, tile=TILE, batch=BATCH, output=tmp_path / "fp32")
+    bundle = build_bundle(sources["resshift-v3"], build, report=_quiet)
+    assert psnr(Upscaler.from_bundle(bundle).upscale(image, **asdict(options)), want) >= OPENVINO_FP32_MIN_PSNR
+    # bf16 everywhere (OpenVINO keeps no op in fp32 on request) flipped codebook entries: 23.2 dB on this image.
+    with pytest.raises(SRError, match="cannot be built at bf16: its VQ codebook lookup"):
+        build_bundle(sources["resshift-v3"], replace(build, precision=Precision.BF16, output=tmp_path / "bf16"), report=_quiet)
+    assert not (tmp_path / "bf16").exists()
 
 
 def test_the_cli_builds_runs_and_refuses(tiny, bundles, tmp_path, module_cache):

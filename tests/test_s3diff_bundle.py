@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import make_image, needs_cuda_ep, psnr
+from helpers import make_image, needs_cuda_ep, needs_openvino, psnr
 
 from sr_export.cli import main
 from sr_export.families.s3diff import graphs as specs
@@ -104,6 +104,32 @@ def test_a_cuda_bundle_matches_the_reference_on_the_gpu(demo, tmp_path, precisio
     got = Upscaler.from_bundle(bundle).upscale(image, **ALL_TILINGS)
     print(f"S3Diff onnxruntime-cuda {precision.value} vs PyTorch fp32 on the GPU: {psnr(got, want):.1f} dB")
     assert psnr(got, want) >= CUDA_MIN_PSNR[precision]
+
+
+# OpenVINO against PyTorch fp32 on this test's image through every tiling, measured on an AVX-512 BF16 CPU:
+# fp32 85.1 dB, bf16 33.4 dB (fp16 on ONNX Runtime: 53.5 dB, as it keeps norms and scores in fp32).
+OPENVINO_MIN_PSNR = {Precision.FP32: 45.0, Precision.BF16: 28.0}
+
+
+@needs_openvino
+def test_openvino_bundles_match_the_reference_in_fp32_and_bf16(demo, tmp_path):
+    import openvino as ov
+
+    from sr_runtime.backends.openvino import computes_bf16
+
+    _, reference, _ = demo
+    image = make_image(40, 36, seed=4)
+    want = reference.upscale(image, S3DiffOptions(**ALL_TILINGS))
+    got = {}
+    for precision in (Precision.FP32, Precision.BF16):
+        bundle = tmp_path / precision.value
+        result = CliRunner().invoke(main, ["build", "--model", "s3diff", "--backend", "openvino-cpu", "--precision",
+                                           precision.value, "--tile", str(TILE), "--batch", "2", "-o", str(bundle)])
+        assert result.exit_code == 0, result.output
+        got[precision] = psnr(Upscaler.from_bundle(bundle).upscale(image, **ALL_TILINGS), want)
+    print("S3Diff openvino-cpu vs PyTorch fp32: " + ", ".join(f"{p.value} {v:.1f} dB" for p, v in got.items()))
+    assert got[Precision.FP32] >= OPENVINO_MIN_PSNR[Precision.FP32]
+    assert got[Precision.BF16] >= OPENVINO_MIN_PSNR[Precision.BF16 if computes_bf16(ov.Core()) else Precision.FP32]
 
 
 def test_the_cli_runs_the_bundle_and_the_reference_alike(demo, tmp_path):

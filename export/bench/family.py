@@ -7,7 +7,6 @@ and its stages.
 
 from __future__ import annotations
 
-import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,37 +27,39 @@ class TorchMode(str, Enum):
     COMPILE = "compile"  # torch.compile (inductor)
 
 
-class Peer(str, Enum):
-    """What a user might run the bundle's own ONNX with instead of ONNX Runtime."""
-
-    OPENVINO = "openvino-cpu"
-
-    def problem(self) -> str | None:
-        return None if importlib.util.find_spec("openvino") else "openvino is not installed (pip install 'sr-export[bench]')"
-
-
-BenchBackend = TorchMode | EngineBackend | Peer
+BenchBackend = TorchMode | EngineBackend
+# Measured in full runs and when --backends names them, left out of --quick: not this device's default engines.
+BEYOND_QUICK = ("openvino-cpu",)
 
 
 def backend_label(backend: BenchBackend) -> str:
-    return backend.value if isinstance(backend, TorchMode | Peer) else backend.name
+    return backend.value if isinstance(backend, TorchMode) else backend.name
 
 
 def backend_named(label: str) -> BenchBackend:
-    for kind in (TorchMode, Peer):
-        if label in {member.value for member in kind}:
-            return kind(label)
+    if label in {mode.value for mode in TorchMode}:
+        return TorchMode(label)
     return BACKENDS[label]
 
 
+def _openvino_precisions() -> list[Precision]:
+    """fp32, and bf16 where OpenVINO has bf16 kernels on this CPU (elsewhere it would compute fp32 again)."""
+    import openvino
+
+    from sr_runtime.backends.openvino import computes_bf16
+
+    return [Precision.FP32, *([Precision.BF16] if computes_bf16(openvino.Core()) else [])]
+
+
 def measurable_backends(device: str) -> list[tuple[BenchBackend, Precision]]:
-    """(backend, precision) pairs measurable on ``device``, PyTorch eager first: fp32 on the CPU, fp16
-    everywhere on the GPU (the paper's setting), engines and peers only where their runtime is usable."""
+    """(backend, precision) pairs measurable on ``device``, PyTorch eager first: fp32 on the CPU (and OpenVINO's
+    bf16 where the CPU has it), fp16 everywhere on the GPU (the paper's setting), engines only where usable."""
     if device == "cpu":
         found: list[tuple[BenchBackend, Precision]] = [
             (TorchMode.EAGER, Precision.FP32), (TorchMode.COMPILE, Precision.FP32),
             (BACKENDS["onnxruntime-cpu"], Precision.FP32)]
-        return found + [(peer, Precision.FP32) for peer in Peer if peer.problem() is None]
+        openvino = BACKENDS["openvino-cpu"]
+        return found + ([(openvino, p) for p in _openvino_precisions()] if openvino.problem() is None else [])
     found = [(TorchMode.EAGER, Precision.FP16), (TorchMode.COMPILE, Precision.FP16)]
     found += [(BACKENDS[name], Precision.FP16) for name in ("onnxruntime-cuda", "tensorrt") if BACKENDS[name].problem() is None]
     return found

@@ -15,11 +15,11 @@ from sr_runtime.records import json_ready
 
 from ..builders.backends import EngineBackend
 from .family import (
+    BEYOND_QUICK,
     BenchBackend,
     BenchFamily,
     Method,
     ParamCount,
-    Peer,
     Runner,
     TorchMode,
     backend_label,
@@ -99,8 +99,8 @@ class BenchSettings:
     device: str = "cpu"
     runs: int = 3
     warmup: int = 1
-    backends: tuple[str, ...] | None = None  # None: every backend available (the peers only with ``peers``)
-    peers: bool = True  # with ``backends`` None: also the peers reading the bundle's ONNX (OpenVINO)
+    backends: tuple[str, ...] | None = None  # None: every backend available (BEYOND_QUICK only with ``peers``)
+    peers: bool = True  # with ``backends`` None: also the engines BEYOND_QUICK (OpenVINO)
     methods: tuple[str, ...] | None = None
     large: bool = False
     batch: int = 4
@@ -232,7 +232,7 @@ def planned_jobs(families: dict[str, BenchFamily], s: BenchSettings) -> list[Job
             for name, family in families.items() for method in family.methods if method in rows
             for backend, precision in family.backends(s.device)
             if (backend_label(backend) in s.backends if s.backends is not None
-                else s.peers or not isinstance(backend, Peer))]
+                else s.peers or backend_label(backend) not in BEYOND_QUICK)]
     return jobs if s.backends is None else sorted(jobs, key=lambda job: s.backends.index(job.backend))
 
 

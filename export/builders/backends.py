@@ -62,6 +62,7 @@ class EngineBackend(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     default_precision: ClassVar[Precision] = Precision.FP16  # GPUs have fast fp16
+    precisions: ClassVar[tuple[Precision, ...]] = (Precision.FP32, Precision.FP16)  # what it can build
     device: ClassVar[str] = "cuda"  # where its engines run
     attention: ClassVar[Attention] = Attention.FUSED
     build_options: ClassVar[tuple[click.Option, ...]] = ()  # build options only this backend takes
@@ -69,6 +70,14 @@ class EngineBackend(ABC):
     @abstractmethod
     def problem(self) -> str | None:
         """Why this backend cannot build (or run) here, or None when it can."""
+
+    def build_precision(self, asked: Precision | None) -> Precision:
+        """The precision a build asked for ``asked`` (None: the default) makes; refuses one this backend lacks."""
+        precision = asked or self.default_precision
+        if precision not in self.precisions:
+            raise SRError(f"--backend {self} builds {' or '.join(p.value for p in self.precisions)}, "
+                          f"not {precision.value}")
+        return precision
 
     def onnx_precision(self, precision: Precision, strongly_typed: bool) -> Precision:
         """The precision of the ONNX graphs a build of ``precision`` exports."""
@@ -200,9 +209,41 @@ class TensorRT(EngineBackend):
         return tensorrt_version()
 
 
-BACKENDS: dict[str, EngineBackend] = {b.name: b for b in (OnnxRuntimeCpu(), OnnxRuntimeCuda(), TensorRT())}
+class OpenVinoCpu(EngineBackend):
+    """The plain-attention ONNX (OpenVINO reads no com.microsoft ops) with the CPU rewrites but Winograd
+    (OpenVINO picks its own convolution algorithms), compiled by OpenVINO when the bundle is opened. bf16 is
+    its own precision: bfloat16 arithmetic where the CPU has bf16 instructions, fp32 tensors in and out."""
+
+    name = "openvino-cpu"
+    title = "OpenVINO CPU"
+    default_precision = Precision.FP32
+    precisions = (Precision.FP32, Precision.BF16)
+    device = "cpu"
+    attention = Attention.PLAIN
+
+    def problem(self) -> str | None:
+        if importlib.util.find_spec("openvino") is None:
+            return "the openvino package is not installed (pip install 'sr-export[openvino]')"
+        return None
+
+    def onnx_precision(self, precision: Precision, strongly_typed: bool) -> Precision:
+        return Precision.FP32  # OpenVINO lowers the precision itself, keeping what needs fp32 in fp32
+
+    def builder(self, settings: EngineSettings, report: Report) -> EngineBuilder:
+        from .onnxruntime_builder import OnnxCopier
+
+        return OnnxCopier(for_cpu=True, winograd=False)
+
+    def version(self) -> str:
+        import openvino
+
+        return openvino.__version__
+
+
+BACKENDS: dict[str, EngineBackend] = {b.name: b for b in (OnnxRuntimeCpu(), OnnxRuntimeCuda(), TensorRT(), OpenVinoCpu())}
 CHOICES = (AUTO, *BACKENDS)
-# auto: the fastest first
+# auto: the fastest first. OpenVINO is only built when asked for: at fp32 it is not faster than ONNX Runtime's
+# CPU bundle, and bf16 is a precision to choose, not a default.
 PREFERENCE = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
 
 

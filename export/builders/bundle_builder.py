@@ -12,7 +12,6 @@ from sr_runtime.manifest import FileRecord, GraphInfo, Manifest, TensorInfo
 from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION
 
-from ..attention import Attention
 from ..bundle import atomic_folder, bundle_target_problem, check_bundle_target, write_manifest
 from ..families.base import DEFAULT_TILE, FamilySource
 from ..graph_spec import GraphSpec
@@ -41,8 +40,6 @@ class BuildOptions:
     cpu_offline: bool = False  # ONNX Runtime CPU only: the graphs saved optimised for this CPU
     winograd: bool = True  # ONNX Runtime CPU only: wide 3x3 convolutions as Winograd F(4x4, 3x3)
     fused_group_norm: bool = True  # ONNX Runtime CUDA only: GroupNorm (+ SiLU) as its fused contrib op
-    # How attention is exported (None: the backend's way); benchmarks give OpenVINO the plain graph.
-    attention: Attention | None = None
 
 
 def _tensor_infos(tensors, precision: Precision) -> list[TensorInfo]:
@@ -74,7 +71,7 @@ def default_bundle_path(stem: str, backend: str, precision: Precision) -> Path:
 
 def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = print) -> Path:
     backend = select_backend(opts.backend)
-    precision = opts.precision or backend.default_precision
+    precision = backend.build_precision(opts.precision)
     if opts.batch < 1:
         raise SRError(f"--batch must be at least 1, got {opts.batch}")
     if opts.cpu_offline and backend.name != "onnxruntime-cpu":
@@ -82,10 +79,12 @@ def build_bundle(source: FamilySource, opts: BuildOptions, report: Report = prin
     if opts.output is not None:
         check_bundle_target(opts.output)  # before any work; checked again when the bundle is swapped in
     plan = source.plan_build(opts.tile, opts.batch, report)
+    if precision is Precision.BF16 and plan.bf16_problem:
+        raise SRError(f"{plan.stem} cannot be built at bf16: {plan.bf16_problem}")
     report(f"backend {backend}, precision {precision.value}, tile {opts.tile}, batch {opts.batch}, {plan.summary}")
     exported = backend.onnx_precision(precision, opts.strongly_typed)
     onnx_dir, exported, fallback = export_with_fallback(source, plan, exported, opts.tile, opts.opset,
-                                                        opts.attention or backend.attention, report)
+                                                        backend.attention, report)
     precision = Precision.FP32 if fallback else precision
     final = opts.output or default_bundle_path(plan.stem, backend.name, precision)
     settings = EngineSettings(precision, final.parent, opts.strongly_typed, opts.opt_level, opts.workspace_gib,

@@ -74,6 +74,8 @@ class BuildPlan:
     write_files: Callable[[Path], list[Path]] = _no_files
     # Check fp16 graphs on their sample inputs and export fp32 instead when the output overflows.
     fp16_fallback: bool = False
+    # Why the graphs must not be built at bf16 (OpenVINO runs every operation in it), or None where they may.
+    bf16_problem: str | None = None
     min_dims: Dims | None = None  # the smallest shapes the engines take (default: one full tile)
 
     def profile(self, spec: GraphSpec, batch: int) -> dict[str, list[list[int]]]:

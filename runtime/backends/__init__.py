@@ -12,11 +12,13 @@ BACKEND_CLASSES = {
     "onnxruntime-cpu": ("onnxruntime", "OrtCpuBackend"),
     "onnxruntime-cuda": ("onnxruntime", "OrtCudaBackend"),
     "tensorrt": ("tensorrt", "TensorRTBackend"),
+    "openvino-cpu": ("openvino", "OpenVinoCpuBackend"),
 }
 INSTALL_HINTS = {
     "onnxruntime-cpu": "pip install 'sr-export[cpu]'",
     "onnxruntime-cuda": "pip install 'sr-export[gpu]' on a CUDA machine",
     "tensorrt": "pip install 'sr-export[tensorrt]' on a CUDA machine",
+    "openvino-cpu": "pip install 'sr-export[openvino]'",
 }
 
 

@@ -97,6 +97,12 @@ def plan_key(feeds: Mapping[str, np.ndarray], variant: int, batch: int | None = 
     return variant, batch or n, height, width
 
 
+def first_line(err: Exception) -> str:
+    """An engine library's error as one line (its messages often run to many)."""
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
 class EngineSession(ABC):
     """One graph of a bundle, ready to run."""
 
@@ -104,6 +110,15 @@ class EngineSession(ABC):
         self.name = name
         self.info = info
         self.dtypes = {t.name: np.dtype(t.dtype) for t in (*info.inputs, *info.outputs)}  # as the manifest declares
+
+    def check_names(self, inputs: set[str], outputs: set[str]) -> None:
+        """Refuses an engine whose input and output names are not the manifest's."""
+        declared = ({t.name for t in self.info.inputs}, {t.name for t in self.info.outputs})
+        if declared != (inputs, outputs):
+            raise SRError(
+                f"engine {self.info.file} has inputs {sorted(inputs)} and outputs {sorted(outputs)}, "
+                f"the manifest says {sorted(declared[0])} and {sorted(declared[1])}; {REBUILD_HINT}"
+            )
 
     def host_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``inputs`` as contiguous host arrays of the dtypes the graph declares."""
@@ -152,6 +167,15 @@ class Backend(ABC):
 
     def chain(self, sessions: Mapping[str, EngineSession], plans: PlanFactory, max_batch: int) -> TileChain:
         return HostChain(sessions, plans)
+
+
+class CpuBackend(Backend):
+    """Engines that run on the CPU, with host arrays between them."""
+
+    def check(self, manifest: Manifest) -> None:
+        super().check(manifest)
+        if self.options.cuda_graph:
+            raise SRError("CUDA graphs need a GPU bundle (onnxruntime-cuda or tensorrt); this one runs on the CPU")
 
 
 @dataclass(frozen=True)

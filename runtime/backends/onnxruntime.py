@@ -16,12 +16,14 @@ from .base import (
     REBUILD_HINT,
     Backend,
     ChainPlan,
+    CpuBackend,
     EngineSession,
     PlanFactory,
     PlanKey,
     RuntimeOptions,
     TileChain,
     buffer_specs,
+    first_line,
     plan_key,
 )
 
@@ -36,23 +38,12 @@ class OrtSession(EngineSession):
     def __init__(self, name: str, info: GraphInfo, session: ort.InferenceSession):
         super().__init__(name, info)
         self.session = session
-        declared = ({t.name for t in info.inputs}, {t.name for t in info.outputs})
-        actual = ({i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()})
-        if declared != actual:
-            raise SRError(
-                f"engine {info.file} has inputs {sorted(actual[0])} and outputs {sorted(actual[1])}, "
-                f"the manifest says {sorted(declared[0])} and {sorted(declared[1])}; {REBUILD_HINT}"
-            )
+        self.check_names({i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()})
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = self.host_inputs(inputs)
         names = [t.name for t in self.info.outputs]
         return dict(zip(names, self.session.run(names, feed), strict=True))
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def open_session(bundle: Path, name: str, info: GraphInfo, providers: list, options: RuntimeOptions,
@@ -69,17 +60,15 @@ def open_session(bundle: Path, name: str, info: GraphInfo, providers: list, opti
     try:
         session = ort.InferenceSession(str(bundle / info.file), sess_options=so, providers=providers)
     except Exception as err:  # ONNX Runtime's own exception types, for unreadable or unsupported graphs
-        raise SRError(f"ONNX Runtime {ort.__version__} cannot load {info.file} ({_first_line(err)}); {REBUILD_HINT}") from err
+        raise SRError(f"ONNX Runtime {ort.__version__} cannot load {info.file} ({first_line(err)}); {REBUILD_HINT}") from err
     return OrtSession(name, info, session)
 
 
-class OrtCpuBackend(Backend):
+class OrtCpuBackend(CpuBackend):
     name = "onnxruntime-cpu"
 
     def check(self, manifest: Manifest) -> None:
         super().check(manifest)
-        if self.options.cuda_graph:
-            raise SRError("CUDA graphs need a GPU bundle (onnxruntime-cuda or tensorrt); this one runs on the CPU")
         if (target := manifest.cpu_target) is None:
             return
         here = this_cpu()
@@ -199,7 +188,7 @@ class _BoundPlan:
             except Exception as err:  # ONNX Runtime's exception types share no base: out of memory, failed capture
                 hint = ", or run without CUDA graphs" if self.graph_capture else ""
                 raise SRError(
-                    f"engine {graph} failed on {self.device} ({_first_line(err)}); if memory ran out, rebuild with "
+                    f"engine {graph} failed on {self.device} ({first_line(err)}); if memory ran out, rebuild with "
                     f"a smaller --batch{hint}"
                 ) from err
         binding, position = self._result

@@ -11,7 +11,7 @@ from sr_runtime.families.invsr.image_loop import UpscaleSettings
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.peers import bench_upscaler, variant_openers
+from ...bench.engines import bench_upscaler, variant_openers
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report

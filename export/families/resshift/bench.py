@@ -24,7 +24,7 @@ from sr_runtime.graph_io import GraphIO
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.peers import bench_upscaler, variant_openers
+from ...bench.engines import bench_upscaler, variant_openers
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
@@ -83,6 +83,10 @@ class ResShiftBench(bench.BenchFamily):
     def params(self, method: bench.Method) -> bench.ParamCount:
         count = sum(p.numel() for p in self.source(method).components.unet.parameters())
         return bench.ParamCount(count / 1e6, "the denoiser only (the frozen VQ autoencoder excluded: the paper's rule)")
+
+    def backends(self, device: str) -> list[tuple[bench.BenchBackend, Precision]]:
+        # A bf16 build is refused (the plan's bf16_problem: the VQ codebook lookup).
+        return [(backend, p) for backend, p in super().backends(device) if p is not Precision.BF16]
 
     def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
                batch: int) -> bench.Runner:

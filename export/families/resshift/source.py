@@ -64,6 +64,9 @@ class ResShiftSource(FamilySource):
             stem=self.name,
             summary=f"{len(section.steps)} UNet call(s), patches of {multiple} to {largest} px in steps of {multiple}",
             fp16_fallback=True,
+            # The fp16 export keeps the codebook distances and argmin in fp32; OpenVINO's bf16 cannot be told to.
+            bf16_problem="its VQ codebook lookup flips codes when the distances are bf16 (23 dB from the fp32 "
+                         "reference on the tests' model); build it fp32",
             min_dims=dims(1, multiple, multiple, channels),
         )
 

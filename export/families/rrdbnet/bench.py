@@ -10,9 +10,7 @@ from sr_runtime.manifest import CheckpointRecord
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.family import Peer
-from ...bench.peers import bench_upscaler, variant_openers
-from ...builders.backends import BACKENDS
+from ...bench.engines import bench_upscaler, variant_openers
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
 from . import RRDBNetExport
@@ -66,8 +64,7 @@ class RRDBNetBench(bench.BenchFamily):
         model = ROWS[method.name]
         source = RRDBNetSource(model, self.module.float(), demo=False,
                                checkpoints={model: CheckpointRecord("random weights", {"seed": "0"})})
-        # The tile `sr-export build` picks for this backend (OpenVINO reads the CPU bundle's graphs).
-        tile = RRDBNetExport().default_tile(BACKENDS["onnxruntime-cpu"] if backend is Peer.OPENVINO else backend)
+        tile = RRDBNetExport().default_tile(backend)  # the tile `sr-export build` picks for this backend
         upscaler = bench_upscaler(source, backend, precision, tile, batch, model, self._report)
         session = upscaler.sessions["rrdbnet"]
         tile_in = {"lr": image.transpose(2, 0, 1)[None].copy()}

@@ -15,7 +15,7 @@ from sr_runtime.families.s3diff.options import S3DiffOptions
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.peers import bench_upscaler, variant_openers
+from ...bench.engines import bench_upscaler, variant_openers
 from ...cache import cache_root, cached_folder
 from ...reporting import Report
 from .graphs import GRAPHS
