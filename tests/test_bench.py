@@ -87,7 +87,7 @@ def test_quick_times_end_to_end_only(tmp_path, tiny_checkpoints):
     assert backend["host_gemm_gflops"] > 0  # the host's speed when this row ran
     md = (report / "report.md").read_text()
     assert "Not timed in this run (`--quick`" in md and "GFLOP/s" in md and "OpenVINO not timed" not in md
-    assert "Host speed when each row ran" in md and "InvSR-1 onnxruntime-cpu" in md
+    assert "Host speed when each row ran" in md and "InvSR-1 onnxruntime-cpu fp32" in md
 
 
 def _bench_family(name: str):
@@ -213,7 +213,7 @@ def test_a_drifting_host_is_flagged(tmp_path):
     for name, row, flagged in (("steady", steady, False), ("drifted", drifted, True)):
         write_report({"meta": META, "methods": [row]}, tmp_path / name)
         md = (tmp_path / name / "report.md").read_text()
-        assert "RealESRGAN eager 124, RealESRGAN onnxruntime-cpu" in md
+        assert "RealESRGAN eager fp32 124, RealESRGAN onnxruntime-cpu fp32" in md
         assert ("changed by 44%" in md) is flagged
 
 

@@ -541,6 +541,21 @@ def test_a_bundle_optimised_for_avx512_is_refused_on_an_avx2_only_host(tmp_path,
     assert not out.exists()
 
 
+@needs_isa_mask
+@needs_openvino
+def test_a_bf16_bundle_runs_in_fp32_with_a_warning_on_a_cpu_without_bf16(tmp_path, cache, checkpoint, test_model):
+    bundle, out = build(tmp_path, checkpoint, "bf16", Precision.BF16, backend="openvino-cpu"), tmp_path / "out.npy"
+    image_file = tmp_path / "in.png"
+    Image.fromarray((make_image(40, 48, seed=3) * 255).round().astype(np.uint8)).save(image_file)
+    image = read_image(image_file).pixels
+    cli = "import sys; from sr_export.cli import main; sys.exit(main())"
+    masked = run_as_avx2_only(["-c", cli, "upscale", str(image_file), "-o", str(out), "-e", str(bundle)], cache)
+    assert masked.returncode == 0, masked.stdout + masked.stderr
+    assert "WARNING: this CPU has no bf16 instructions" in masked.stderr
+    # OpenVINO computed it in fp32: the fp32 bound holds, which bf16 arithmetic misses (6.2e-3).
+    np.testing.assert_allclose(np.load(out), torch_sr(test_model, image), rtol=0, atol=FP32_ATOL)
+
+
 def test_the_default_tile_follows_the_backend():
     family = RRDBNetExport()
     assert family.default_tile(BACKENDS["onnxruntime-cpu"]) == CPU_TILE

@@ -68,7 +68,7 @@ def render_markdown(data: dict) -> str:
         params = "not yet reproduced" if m["status"] != "measured" else (f"{m['params_m']:.2f}" if m["params_m"] else "–")
         paper_params = f"{meth['paper_params_m']:.2f}" if meth["paper_params_m"] else "–"
         lines.append(f"| {meth['name']} | {params} | {paper_params} | {_fmt(meth['paper_ms'])} | " + " | ".join(cells) + " |")
-    rates = [(f"{m['method']['name']} {b['backend']}", b["host_gemm_gflops"]) for m in methods for b in m["backends"]
+    rates = [(f"{m['method']['name']} {b['backend']} {b['precision']}", b["host_gemm_gflops"]) for m in methods for b in m["backends"]
              if b.get("host_gemm_gflops")]
     if rates:
         lowest, highest = min(r for _, r in rates), max(r for _, r in rates)
