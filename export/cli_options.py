@@ -23,7 +23,9 @@ SD_TURBO = path_option("--sd-turbo", help="SD-Turbo diffusers folder or hub cach
 # The PyTorch reference (upscale --backend torch)
 DEVICE = click.Option(["--device"], type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
                       help="Where the PyTorch reference runs.")
-DTYPE = click.Option(["--dtype"], type=click.Choice([p.value for p in Precision]), default="fp32", show_default=True,
+# The PyTorch references run fp32 or fp16 (bf16 is a precision of OpenVINO bundles only).
+DTYPE = click.Option(["--dtype"], type=click.Choice([p.value for p in (Precision.FP32, Precision.FP16)]), default="fp32",
+                     show_default=True,
                      help="The PyTorch reference's precision.")
 REFERENCE_TILE = click.Option(["--tile"], type=int, default=128, show_default=True, help="LR tile size (chopping size).")
 REFERENCE_BATCH = click.Option(["--batch"], type=int, default=8, show_default=True, help="Tiles per network call.")
