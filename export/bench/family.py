@@ -44,11 +44,9 @@ def backend_named(label: str) -> BenchBackend:
 
 def _openvino_precisions() -> list[Precision]:
     """fp32, and bf16 where OpenVINO has bf16 kernels on this CPU (elsewhere it would compute fp32 again)."""
-    import openvino
-
     from sr_runtime.backends.openvino import computes_bf16
 
-    return [Precision.FP32, *([Precision.BF16] if computes_bf16(openvino.Core()) else [])]
+    return [Precision.FP32, *([Precision.BF16] if computes_bf16() else [])]
 
 
 def measurable_backends(device: str) -> list[tuple[BenchBackend, Precision]]:

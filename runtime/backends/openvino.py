@@ -26,9 +26,9 @@ DEVICE = "CPU"
 INFERENCE_PRECISIONS = {Precision.FP32: "f32", Precision.BF16: "bf16"}
 
 
-def computes_bf16(core: ov.Core) -> bool:
+def computes_bf16(core: ov.Core | None = None) -> bool:
     """Whether OpenVINO has bf16 kernels on this CPU (it asks CPUID, as its kernels do)."""
-    return "BF16" in core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in (core or ov.Core()).get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
 
 
 def _port_names(ports, declared: set[str]) -> set[str]:
