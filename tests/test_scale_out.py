@@ -192,6 +192,33 @@ def test_an_interrupted_then_killed_driver_resumes_without_redoing_finished_file
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+RELEASED_UNDER_RAY = """
+import sys, ray
+from sr_runtime.scale_out.ray_job import Cluster, ray_session
+seen = []
+class NeedsRay:  # stands for Ray Data's executor, which cancels its tasks through Ray when released
+    def __del__(self):
+        seen.append(ray.is_initialized())
+def interrupted():
+    held = NeedsRay()
+    raise KeyboardInterrupt
+try:
+    with ray_session(Cluster(1, sys.argv[1], 1, 0)):
+        interrupted()
+except KeyboardInterrupt as err:
+    print(seen, err.__traceback__ is not None)
+"""
+
+
+def test_what_an_interrupt_holds_is_released_before_ray_shuts_down(cluster):
+    """The CI failure of the test above, made certain: an interrupt that catches Ray Data between its first block
+    and the iterator that would close it keeps the executor in its traceback; after ray.shutdown() that executor
+    started a new local Ray to cancel its tasks, and failed with a traceback."""
+    done = subprocess.run([sys.executable, "-c", RELEASED_UNDER_RAY, cluster], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split("\n")[0] == "[True] True", done.stdout + done.stderr
+
+
 def test_without_workers_ray_is_not_imported_and_its_options_are_refused(tmp_path, bundle):
     image = _images(tmp_path / "in", 1, 24) / "img00.png"
     check = ("import sys; from sr_export.cli import main; main(sys.argv[1:], standalone_mode=False); "

@@ -10,10 +10,12 @@ concerns that image only.
 
 from __future__ import annotations
 
+import gc
 import logging
 import pickle
 import re
 import socket
+import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -95,6 +97,13 @@ def ray_session(cluster: Cluster) -> Iterator[None]:
     try:
         _check_room(ray, cluster)
         yield
+    except BaseException as err:
+        # Ray Data objects of an interrupted run live on in the traceback's frames (an executor caught between
+        # its first block and the iterator that would close it). Released now, they shut their tasks down while
+        # Ray is up; released after ray.shutdown(), they start a new local Ray to do it, and fail with a traceback.
+        traceback.clear_frames(err.__traceback__)
+        gc.collect()
+        raise
     finally:
         ray.shutdown()
 
