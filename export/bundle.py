@@ -24,7 +24,8 @@ from pathlib import Path
 from sr_runtime.errors import SRError
 from sr_runtime.manifest import BUNDLE_FORMAT, MANIFEST_NAME, Manifest
 
-TMP_MARK = ".tmp-"
+TMP_MARK = ".tmp-"  # a folder being written
+OLD_MARK = ".old-"  # a folder being replaced
 # The FICLONE ioctl (linux/fs.h): a copy-on-write clone where the file system has them (btrfs, xfs).
 FICLONE = 0x40049409
 
@@ -36,12 +37,17 @@ def _lock_dir() -> Path:
 
 
 @contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
-    """Held while ``folder`` is written; blocks while another process writes it."""
+def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
+    """Held while ``folder`` is written; blocks while another process writes it, or with ``wait=False``
+    yields False at once instead (and holds nothing)."""
     key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
     with open(_lock_dir() / f"{key}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def is_bundle(folder: Path) -> bool:
@@ -93,7 +99,7 @@ def atomic_folder_locked(final: Path, replaceable: Callable[[Path], str | None] 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+    old = final.parent / f".{final.name}{OLD_MARK}{uuid.uuid4().hex[:8]}"
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)

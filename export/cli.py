@@ -16,6 +16,7 @@ from sr_runtime.precision import Precision
 
 from . import __version__
 from .builders.backends import AUTO, BACKENDS, CHOICES
+from .cli_cache import cache, footprint_line
 from .cli_families import GroupedCommand, backend_groups, family_groups, flags, options_for
 from .cli_upscale import SCALE_OUT, path_options
 from .families import FAMILIES, all_models, family_for_model, family_named
@@ -276,6 +277,9 @@ def compare(bundle, reference_bundle, tiles, cuda_graph, **options):
     click.echo("\n".join(result.lines()))
 
 
+main.add_command(cache)
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: runtime and parameter reports."""
@@ -334,3 +338,4 @@ def table7(device, backends, methods, runs, warmup, large, batch, quick, report_
                       on_job_done=lambda partial: write_report(partial, report_dir))
     for path in write_report(data, report_dir):
         click.echo(str(path))
+    click.echo(footprint_line())

@@ -35,6 +35,7 @@ def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
         "--noise-predictor-config", str(yaml), "--report", str(report),
     ])
     assert result.exit_code == 0, result.output
+    assert "the cache holds" in result.output.splitlines()[-1]  # the bundles it built stay there: how to free them
     data = json.loads((report / "report.json").read_text())
     rows = {m["method"]["name"]: m for m in data["methods"]}
     assert set(rows) == {"InvSR-1", "InvSR-3", "OSEDiff-1"}
