@@ -312,7 +312,8 @@ BENCH_GROUPS = family_groups("bench_options", "{title} checkpoints (default: ful
 @click.option("--batch", type=int, default=4, show_default=True, help="Tiles per call for the large image.")
 @click.option("--quick", is_flag=True,
               help=f"{', '.join(QUICK_METHODS)} only (unless --methods), eager, torch.compile and the bundles "
-                   "(OpenVINO only if --backends names it), one timed run, end to end only (no stage breakdown).")
+                   "(OpenVINO only if --backends names it), one timed run, end to end only (no stage breakdown, no "
+                   "variants).")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=Path("bench-report"), show_default=True)
 def table7(device, backends, methods, runs, warmup, large, batch, quick, report_dir, **options):
     """The InvSR paper's Table 7 (x4, 128 -> 512): params and runtime, every backend side by side, each
@@ -332,7 +333,7 @@ def table7(device, backends, methods, runs, warmup, large, batch, quick, report_
         raise SRError("--runs must be at least 1 and --warmup at least 0")
     settings = BenchSettings(device=device, runs=1 if quick else runs, warmup=warmup, backends=_names(backends),
                              methods=methods, large=device == "cuda" if large is None else large, batch=batch,
-                             stages=not quick, peers=not quick)
+                             stages=not quick, peers=not quick, variants=not quick)
     # Written after every (row, backend): a run cut short (out of time on a lent GPU) keeps what it measured.
     data = run_table7(families, family_options, settings, report=_echo,
                       on_job_done=lambda partial: write_report(partial, report_dir))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 from click.testing import CliRunner
@@ -39,6 +40,8 @@ def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
     data = json.loads((report / "report.json").read_text())
     rows = {m["method"]["name"]: m for m in data["methods"]}
     assert set(rows) == {"InvSR-1", "InvSR-3", "OSEDiff-1"}
+    for b in rows["InvSR-1"]["backends"]:
+        assert 0 < b["anonymous_before_mib"] <= b["peak_anonymous_mib"] <= b["peak_host_mib"]
     assert rows["OSEDiff-1"]["status"] == "not yet reproduced" and rows["OSEDiff-1"]["backends"] == []
     for name in ("InvSR-1", "InvSR-3"):
         backends = {b["backend"]: b for b in rows[name]["backends"]}
@@ -157,6 +160,11 @@ def test_a_runtime_variant_opens_after_the_default_run_is_measured():
                       lambda message: None)
     assert events == ["run"] * 3 + ["open"] + ["variant"] * 3
     assert len(result.variants["other"]["samples_ms"]) == 2 and result.device_in_use_mib is None
+    assert result.variants["other"]["anonymous_added_mib"] >= 0
+    events.clear()
+    _measure(runner, TorchMode.EAGER, Precision.FP32, BenchSettings(runs=1, warmup=0, stages=False, variants=False),
+             lambda message: None)
+    assert events == ["run"]  # --quick times no variants
 
     def unsupported():
         raise RuntimeError("this build has no such option\nmore detail")
@@ -186,14 +194,38 @@ def test_runtime_options_and_device_memory_are_reported(tmp_path):
     from sr_export.bench.report import write_report
 
     engine = _backend_row("onnxruntime-cuda", 10.0, device_in_use_mib=1536.0,
-                          variants={"CUDA graphs": {"samples_ms": [4.0, 5.0, 6.0]},
+                          variants={"CUDA graphs": {"samples_ms": [4.0, 5.0, 6.0], "anonymous_added_mib": 120.0},
                                     "NHWC": {"samples_ms": [], "failed": "no such option"}})
     write_report({"meta": {**META, "device": "cuda"}, "methods": [{**METHOD, "backends": [engine]}]}, tmp_path)
     md = (tmp_path / "report.md").read_text()
-    assert "| RealESRGAN | onnxruntime-cuda fp32 | CUDA graphs | 4.0 / 5.0 | 2.00x |" in md
-    assert "| RealESRGAN | onnxruntime-cuda fp32 | NHWC | failed: no such option | – |" in md
+    assert "| RealESRGAN | onnxruntime-cuda fp32 | CUDA graphs | 4.0 / 5.0 | 2.00x | 120 |" in md
+    assert "| RealESRGAN | onnxruntime-cuda fp32 | NHWC | failed: no such option | – | – |" in md
     assert "| 1,536 |" in md
     assert not list(tmp_path.glob(".*"))  # each file written whole, under its final name
+
+
+def test_the_anonymous_peak_counts_memory_the_process_allocates_but_not_a_file_it_maps(tmp_path):
+    import mmap
+
+    import numpy as np
+
+    from sr_export.bench.measure import anonymous_peak, host_resident_mib
+
+    mib = 2**20
+    with anonymous_peak() as allocated:
+        buffer = np.ones(200 * mib, dtype=np.uint8)  # touched: resident
+        time.sleep(0.2)
+        del buffer
+    assert allocated.peak_mib - allocated.before_mib >= 190
+
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"\x01" * (200 * mib))
+    with open(weights, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        before = host_resident_mib()
+        with anonymous_peak() as mapping:
+            assert sum(mapped[i] for i in range(0, len(mapped), 4096)) == 200 * mib // 4096  # every page read in
+            time.sleep(0.1)
+        assert host_resident_mib() - before >= 190 and mapping.peak_mib - mapping.before_mib < 50
 
 
 def test_the_report_says_when_cpuid_hides_instruction_sets():
@@ -226,10 +258,11 @@ def test_a_row_says_its_stages_went_through_host_arrays_only_for_an_engine_on_a_
     assert row_note(large, TorchMode.EAGER, True) == "large image in one call, untiled"
 
 
-def test_gpu_engine_rows_time_their_variants_and_cpu_rows_none():
+def test_engine_rows_time_their_variants():
     graphs = RuntimeOptions(cuda_graph=True)
     assert bench_variants(BACKENDS["onnxruntime-cuda"]) == {
         "CUDA graphs": Variant(graphs), "GroupNorm unfused": Variant(fused_group_norm=False),
         "GroupNorm unfused, CUDA graphs": Variant(graphs, fused_group_norm=False)}
     assert bench_variants(BACKENDS["tensorrt"]) == {"CUDA graphs": Variant(graphs)}  # builds no GroupNorm fusion
-    assert bench_variants(BACKENDS["onnxruntime-cpu"]) == bench_variants(BACKENDS["openvino-cpu"]) == {}
+    assert bench_variants(BACKENDS["onnxruntime-cpu"]) == {"optimised for this CPU": Variant(cpu_offline=True)}
+    assert bench_variants(BACKENDS["openvino-cpu"]) == {}

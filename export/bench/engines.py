@@ -23,13 +23,17 @@ class Variant:
 
     options: RuntimeOptions = RuntimeOptions()
     fused_group_norm: bool = True  # ONNX Runtime CUDA: GroupNorm built as its fused kernel (the default)
+    cpu_offline: bool = False  # ONNX Runtime CPU: the graphs saved optimised for this CPU
 
 
 def bench_variants(backend: EngineBackend) -> dict[str, Variant]:
-    """What is timed beside the default run of ``backend``'s bundle: CUDA graphs on GPU engines, and on ONNX
-    Runtime CUDA the bundle built without the GroupNorm fusion, with and without them. (ONNX Runtime's
-    channels-last kernels, ``prefer_nhwc``, were timed on an H200 and left out: slower with the fusion and
-    without it, and CUDA graphs refuse them, as a few of their nodes fall back to the CPU.)"""
+    """What is timed beside the default run of ``backend``'s bundle: on ONNX Runtime CPU the bundle saved
+    optimised for this CPU (its weights are then mapped from the files, not copied); CUDA graphs on GPU engines,
+    and on ONNX Runtime CUDA the bundle built without the GroupNorm fusion, with and without them. (ONNX
+    Runtime's channels-last kernels, ``prefer_nhwc``, were timed on an H200 and left out: slower with the
+    fusion and without it, and CUDA graphs refuse them, as a few of their nodes fall back to the CPU.)"""
+    if backend is BACKENDS["onnxruntime-cpu"]:
+        return {"optimised for this CPU": Variant(cpu_offline=True)}
     if backend.device != "cuda":
         return {}
     graphs = RuntimeOptions(cuda_graph=True)
@@ -59,6 +63,6 @@ def bench_upscaler(source: FamilySource, backend: EngineBackend, precision: Prec
                    name: str, report: Report, variant: Variant = Variant()) -> Upscaler:
     """``source``'s bundle for ``backend`` (built once into the cache) as ``variant``."""
     opts = BuildOptions(backend=backend.name, precision=precision, tile=tile, batch=batch,
-                        fused_group_norm=variant.fused_group_norm)
+                        fused_group_norm=variant.fused_group_norm, cpu_offline=variant.cpu_offline)
     bundle = cached_bundle(source, opts, f"{name}-{backend.name}-{precision.value}-b{batch}", report)
     return Upscaler.from_bundle(bundle, options=variant.options)

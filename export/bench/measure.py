@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import statistics
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +68,50 @@ def host_peak_mib() -> float | None:
 
 def host_resident_mib() -> float | None:
     return _status_mib("VmRSS")
+
+
+def host_anonymous_mib() -> float | None:
+    """Resident memory less file-backed pages (memory-mapped weights, which the kernel drops and reads again
+    under pressure): what the process needs for itself."""
+    return _status_mib("RssAnon")
+
+
+ANONYMOUS_SAMPLE_S = 0.02
+
+
+@dataclass
+class AnonymousPeak:
+    before_mib: float | None = None
+    peak_mib: float | None = None
+
+    @property
+    def added_mib(self) -> float | None:
+        return None if self.peak_mib is None or self.before_mib is None else self.peak_mib - self.before_mib
+
+
+@contextmanager
+def anonymous_peak() -> Iterator[AnonymousPeak]:
+    """The peak of ``host_anonymous_mib`` while the block runs, sampled every 20 ms: Linux keeps no peak of it
+    (VmHWM counts mapped files too, so a backend that maps its weights looks heavier than one that copies them)."""
+    peak = AnonymousPeak(host_anonymous_mib())
+    if peak.before_mib is None:
+        yield peak
+        return
+    peak.peak_mib = peak.before_mib
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(ANONYMOUS_SAMPLE_S):
+            peak.peak_mib = max(peak.peak_mib, host_anonymous_mib() or 0.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
+        peak.peak_mib = max(peak.peak_mib, host_anonymous_mib() or 0.0)
 
 
 def device_process_mib(index: int = 0) -> float | None:

@@ -103,28 +103,33 @@ def render_markdown(data: dict) -> str:
               "resident before (its weights, and whatever the harness still held: PyTorch keeps the models it "
               "exports from); device peak: torch's allocator peak (engines allocate outside it); device in use: "
               "what the GPU held for the process after its runs, by NVML (engines, their arenas and the CUDA "
-              "context included).",
-              "", "| method | backend | host peak RSS | resident before | peak - before | device peak | device in use |",
-              "|---|---|---|---|---|---|---|"]
+              "context included). Anonymous: the same without file-backed pages (weights a backend maps from the "
+              "bundle's files, which the kernel drops under pressure and reads again), i.e. what the process needs "
+              "for itself; its peak is sampled every 20 ms.",
+              "", "| method | backend | host peak RSS | resident before | peak - before | anonymous peak | "
+              "anonymous before | device peak | device in use |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for m in methods:
         for b in m["backends"]:
             peak, before = b["peak_host_mib"], b.get("resident_before_mib")
             added = peak - before if peak is not None and before is not None else None
             lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {_fmt(peak)} | {_fmt(before)} | "
-                         f"{_fmt(added)} | {_fmt(b['peak_device_mib'])} | {_fmt(b.get('device_in_use_mib'))} |")
+                         f"{_fmt(added)} | {_fmt(b.get('peak_anonymous_mib'))} | {_fmt(b.get('anonymous_before_mib'))} | "
+                         f"{_fmt(b['peak_device_mib'])} | {_fmt(b.get('device_in_use_mib'))} |")
     variants = [(m, b, label, v) for m in methods for b in m["backends"] for label, v in b.get("variants", {}).items()]
     if variants:
-        lines += ["", "## Variants: runtime and build options (end to end, min / median ms; ratio: the default run's median / this one's)", "",
-                  "| method | backend | option | ms | ratio |", "|---|---|---|---|---|"]
+        lines += ["", "## Variants: runtime and build options (end to end, min / median ms; ratio: the default run's median / "
+                  "this one's; anonymous MiB added: the variant's bundle opened and run, the default's still open)", "",
+                  "| method | backend | option | ms | ratio | anonymous MiB added |", "|---|---|---|---|---|---|"]
         for m, b, label, v in variants:
             if not v["samples_ms"]:
                 lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {label} | failed: "
-                             f"{v.get('failed', '')} | – |")
+                             f"{v.get('failed', '')} | – | – |")
                 continue
             median = statistics.median(v["samples_ms"])
             lines.append(f"| {m['method']['name']} | {b['backend']} {b['precision']} | {label} | "
                          f"{_fmt(min(v['samples_ms']))} / {_fmt(median)} | "
-                         f"{b['end_to_end']['median_ms'] / median:.2f}x |")
+                         f"{b['end_to_end']['median_ms'] / median:.2f}x | {_fmt(v.get('anonymous_added_mib'))} |")
     large = [(m, b) for m in methods for b in m["backends"] if b["large_ms"]]
     if large:
         lines += ["", f"## Large image: 512 -> 2048 with batched tiles (batch {meta['batch_large']})", "",

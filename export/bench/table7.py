@@ -27,6 +27,7 @@ from .family import (
 )
 from .measure import (
     Timing,
+    anonymous_peak,
     device_process_mib,
     fp32_gemm_gflops,
     host_peak_mib,
@@ -71,13 +72,16 @@ class BackendResult:
     stages: dict[str, dict] = field(default_factory=dict)  # name -> {"per_image": n, "samples_ms": [...]}
     peak_host_mib: float | None = None
     resident_before_mib: float | None = None  # process RSS when the timed runs started (weights included)
+    peak_anonymous_mib: float | None = None  # the peak of RSS less mapped files (measure.anonymous_peak)
+    anonymous_before_mib: float | None = None
     peak_device_mib: float | None = None
     device_in_use_mib: float | None = None  # what the GPU holds for this process after the runs (NVML)
     host_gemm_gflops: float | None = None  # the CPU's fp32 GEMM rate just before this row ran
     large_ms: float | None = None  # one 512 -> 2048 image
     large_tiles: int = 0
     note: str = ""
-    variants: dict[str, dict] = field(default_factory=dict)  # variant label -> {"samples_ms": [...]}, end to end
+    # variant label -> {"samples_ms": [...] end to end, "anonymous_added_mib": its bundle opened and run}
+    variants: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,6 +109,7 @@ class BenchSettings:
     large: bool = False
     batch: int = 4
     stages: bool = True  # also time each stage on its own (--quick: end to end only)
+    variants: bool = True  # also time each engine's variants (bench_variants; not with --quick)
 
 
 def _sync(device: str):
@@ -156,17 +161,19 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
     before = host_resident_mib()
     _device_peak_start(s.device)
     stages = {}
-    for stage in runner.stages if s.stages else ():
-        report(f"    stage {stage.name}")
-        stages[stage.name] = time_calls(stage.call, sync, s.runs, s.warmup)
-    report("    end to end")
-    time_calls(runner.run, sync, 0, s.warmup)
-    timing = time_calls(runner.run, sync, s.runs, 0)
+    with anonymous_peak() as anonymous:
+        for stage in runner.stages if s.stages else ():
+            report(f"    stage {stage.name}")
+            stages[stage.name] = time_calls(stage.call, sync, s.runs, s.warmup)
+        report("    end to end")
+        time_calls(runner.run, sync, 0, s.warmup)
+        timing = time_calls(runner.run, sync, s.runs, 0)
     result = BackendResult(
         backend_label(backend), precision, timing,
         stages={st.name: {"per_image": st.per_image, "samples_ms": stages[st.name].samples_ms}
                 for st in runner.stages if st.name in stages},
-        peak_host_mib=host_peak_mib(), resident_before_mib=before, peak_device_mib=_device_peak_mib(s.device, backend),
+        peak_host_mib=host_peak_mib(), resident_before_mib=before, peak_anonymous_mib=anonymous.peak_mib,
+        anonymous_before_mib=anonymous.before_mib, peak_device_mib=_device_peak_mib(s.device, backend),
         note=row_note(runner, backend, bool(stages)), host_gemm_gflops=gemm,
     )
     if s.large and runner.large is not None:
@@ -176,10 +183,12 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
         result.large_tiles = runner.large_tiles
     if s.device == "cuda":
         result.device_in_use_mib = device_process_mib()
-    for label, open_variant in runner.variants.items():  # last: their engines count in nothing above
+    for label, open_variant in runner.variants.items() if s.variants else ():  # last: they count in nothing above
         report(f"    end to end, {label}")
         try:
-            result.variants[label] = {"samples_ms": time_calls(open_variant(), sync, s.runs, s.warmup).samples_ms}
+            with anonymous_peak() as anonymous:
+                samples = time_calls(open_variant(), sync, s.runs, s.warmup).samples_ms
+            result.variants[label] = {"samples_ms": samples, "anonymous_added_mib": anonymous.added_mib}
         except Exception as err:  # an option this runtime build lacks must not cost the row its other results
             reason = _first_line(err) or type(err).__name__
             report(f"    failed: {reason}")
