@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from click.testing import CliRunner
 from helpers import needs_openvino
 
 from sr_export.bench.engines import Variant, bench_variants
-from sr_export.bench.family import Runner, TorchMode
+from sr_export.bench.family import Runner, TorchMode, VariantRun
 from sr_export.bench.table7 import (
     PAPER_ROWS,
     STAGES_VIA_HOST,
@@ -151,16 +152,28 @@ def test_each_job_reports_in_the_order_the_backends_are_named(tiny_checkpoints):
 
 def test_a_runtime_variant_opens_after_the_default_run_is_measured():
     """Its engines must not count in the default run's memory, and it is timed like the default run."""
+    import numpy as np
+
     from sr_export.bench.table7 import _measure
 
-    events = []
-    runner = Runner(run=lambda: events.append("run"),
-                    variants={"other": lambda: events.append("open") or (lambda: events.append("variant"))})
+    events, held, mib = [], [], 2**20
+
+    def build() -> Path:  # what a build holds does not count in what the variant adds; what opening it holds does
+        events.append("build")
+        held.append(np.ones(200 * mib, dtype=np.uint8))
+        return Path("bundle")
+
+    def open_bundle(bundle: Path):
+        events.append(f"open {bundle}")
+        held.append(np.ones(100 * mib, dtype=np.uint8))
+        return lambda: events.append("variant")
+
+    runner = Runner(run=lambda: events.append("run"), variants={"other": VariantRun(build, open_bundle)})
     result = _measure(runner, TorchMode.EAGER, Precision.FP32, BenchSettings(runs=2, warmup=1, stages=False),
                       lambda message: None)
-    assert events == ["run"] * 3 + ["open"] + ["variant"] * 3
+    assert events == ["run"] * 3 + ["build", "open bundle"] + ["variant"] * 3
     assert len(result.variants["other"]["samples_ms"]) == 2 and result.device_in_use_mib is None
-    assert result.variants["other"]["anonymous_added_mib"] >= 0
+    assert 95 <= result.variants["other"]["anonymous_added_mib"] < 190
     events.clear()
     _measure(runner, TorchMode.EAGER, Precision.FP32, BenchSettings(runs=1, warmup=0, stages=False, variants=False),
              lambda message: None)
@@ -169,7 +182,7 @@ def test_a_runtime_variant_opens_after_the_default_run_is_measured():
     def unsupported():
         raise RuntimeError("this build has no such option\nmore detail")
 
-    runner.variants = {"missing": unsupported, **runner.variants}
+    runner.variants = {"missing": VariantRun(unsupported, open_bundle), **runner.variants}
     result = _measure(runner, TorchMode.EAGER, Precision.FP32, BenchSettings(runs=1, warmup=0, stages=False),
                       lambda message: None)
     assert result.variants["missing"] == {"samples_ms": [], "failed": "this build has no such option"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.pipeline import Upscaler
@@ -15,6 +16,7 @@ from ..builders.bundle_builder import BuildOptions
 from ..families.base import FamilySource
 from ..reporting import Report
 from .bundles import cached_bundle
+from .family import VariantRun
 
 
 @dataclass(frozen=True)
@@ -44,25 +46,29 @@ def bench_variants(backend: EngineBackend) -> dict[str, Variant]:
     return variants
 
 
-def variant_openers(source: FamilySource, backend: EngineBackend, precision: Precision, tile: int, name: str,
-                    report: Report, run: Callable[[Upscaler], object]) -> dict[str, Callable[[], Callable[[], object]]]:
-    """``Runner.variants`` for ``backend``: label -> opens ``source``'s bundle as that variant and returns
-    ``run`` on it. Batch 1: with CUDA graphs every call runs at the bundle's batch, and the Table 7 image is
-    one tile."""
-    def opener(variant: Variant) -> Callable[[], Callable[[], object]]:
-        def open_variant() -> Callable[[], object]:
-            upscaler = bench_upscaler(source, backend, precision, tile, 1, name, report, variant)
+def variant_runs(source: FamilySource, backend: EngineBackend, precision: Precision, tile: int, name: str,
+                 report: Report, run: Callable[[Upscaler], object]) -> dict[str, VariantRun]:
+    """``Runner.variants`` for ``backend``: label -> ``source``'s bundle as that variant, timing ``run`` on it.
+    Batch 1: with CUDA graphs every call runs at the bundle's batch, and the Table 7 image is one tile."""
+    def variant_run(variant: Variant) -> VariantRun:
+        def open_bundle(bundle: Path) -> Callable[[], object]:
+            upscaler = Upscaler.from_bundle(bundle, options=variant.options)
             return lambda: run(upscaler)
 
-        return open_variant
+        return VariantRun(lambda: bench_bundle(source, backend, precision, tile, 1, name, report, variant), open_bundle)
 
-    return {label: opener(variant) for label, variant in bench_variants(backend).items()}
+    return {label: variant_run(variant) for label, variant in bench_variants(backend).items()}
+
+
+def bench_bundle(source: FamilySource, backend: EngineBackend, precision: Precision, tile: int, batch: int,
+                 name: str, report: Report, variant: Variant = Variant()) -> Path:
+    """``source``'s bundle for ``backend`` built as ``variant``, once, into the cache."""
+    opts = BuildOptions(backend=backend.name, precision=precision, tile=tile, batch=batch,
+                        fused_group_norm=variant.fused_group_norm, cpu_offline=variant.cpu_offline)
+    return cached_bundle(source, opts, f"{name}-{backend.name}-{precision.value}-b{batch}", report)
 
 
 def bench_upscaler(source: FamilySource, backend: EngineBackend, precision: Precision, tile: int, batch: int,
-                   name: str, report: Report, variant: Variant = Variant()) -> Upscaler:
-    """``source``'s bundle for ``backend`` (built once into the cache) as ``variant``."""
-    opts = BuildOptions(backend=backend.name, precision=precision, tile=tile, batch=batch,
-                        fused_group_norm=variant.fused_group_norm, cpu_offline=variant.cpu_offline)
-    bundle = cached_bundle(source, opts, f"{name}-{backend.name}-{precision.value}-b{batch}", report)
-    return Upscaler.from_bundle(bundle, options=variant.options)
+                   name: str, report: Report) -> Upscaler:
+    """``source``'s default bundle for ``backend``, opened."""
+    return Upscaler.from_bundle(bench_bundle(source, backend, precision, tile, batch, name, report))

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from sr_runtime.precision import Precision
 
@@ -81,6 +82,15 @@ class Stage:
     per_image: int = 1  # how often one image calls it (a UNet step: the step count)
 
 
+@dataclass(frozen=True)
+class VariantRun:
+    """A variant of an engine row, in two steps: its bundle is built (where the cache lacks it) before its
+    memory is sampled, and opened inside it, so that what the variant adds counts its weights, not its build."""
+
+    build: Callable[[], Path]
+    open: Callable[[Path], Callable[[], object]]  # the bundle opened; returns the call to time
+
+
 @dataclass
 class Runner:
     """One (method, backend) ready to time."""
@@ -90,9 +100,9 @@ class Runner:
     large: Callable[[], object] | None = None  # one 512 -> 2048 image with batched tiles
     large_tiles: int = 0
     note: str = ""
-    # End to end under other runtime or build options: label -> opens that variant and returns its call.
-    # Opened after the default run is measured, so that its engines do not count in that run's memory.
-    variants: dict[str, Callable[[], Callable[[], object]]] = field(default_factory=dict)
+    # End to end under other runtime or build options, by label. Built and opened after the default run is
+    # measured, so that its engines do not count in that run's memory.
+    variants: dict[str, VariantRun] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -183,11 +183,12 @@ def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: Ben
         result.large_tiles = runner.large_tiles
     if s.device == "cuda":
         result.device_in_use_mib = device_process_mib()
-    for label, open_variant in runner.variants.items() if s.variants else ():  # last: they count in nothing above
+    for label, variant in runner.variants.items() if s.variants else ():  # last: they count in nothing above
         report(f"    end to end, {label}")
         try:
+            bundle = variant.build()
             with anonymous_peak() as anonymous:
-                samples = time_calls(open_variant(), sync, s.runs, s.warmup).samples_ms
+                samples = time_calls(variant.open(bundle), sync, s.runs, s.warmup).samples_ms
             result.variants[label] = {"samples_ms": samples, "anonymous_added_mib": anonymous.added_mib}
         except Exception as err:  # an option this runtime build lacks must not cost the row its other results
             reason = _first_line(err) or type(err).__name__

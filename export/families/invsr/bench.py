@@ -11,7 +11,7 @@ from sr_runtime.families.invsr.image_loop import UpscaleSettings
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.engines import bench_upscaler, variant_openers
+from ...bench.engines import bench_upscaler, variant_runs
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
@@ -92,7 +92,7 @@ class InvSRBench(bench.BenchFamily):
             stages=stages,
             large=lambda: upscaler.upscale(large_image),
             large_tiles=LARGE_TILES,
-            variants=variant_openers(source, backend, precision, bench.TILE, f"invsr-s{method.steps}", self._report,
+            variants=variant_runs(source, backend, precision, bench.TILE, f"invsr-s{method.steps}", self._report,
                                      lambda other: other.run_tiles(lr, zeros, zeros)),
         )
 

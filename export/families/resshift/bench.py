@@ -24,7 +24,7 @@ from sr_runtime.graph_io import GraphIO
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.engines import bench_upscaler, variant_openers
+from ...bench.engines import bench_upscaler, variant_runs
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
@@ -134,7 +134,7 @@ class ResShiftBench(bench.BenchFamily):
             stages=stages,
             large=lambda: upscaler.upscale(large_image, chop_size=chopping.size),
             large_tiles=large_tiles,
-            variants=variant_openers(source, backend, precision, bench.TILE, source.name, self._report, run_patch),
+            variants=variant_runs(source, backend, precision, bench.TILE, source.name, self._report, run_patch),
         )
 
     def release(self, backend: bench.BenchBackend) -> None:

@@ -10,7 +10,7 @@ from sr_runtime.manifest import CheckpointRecord
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.engines import bench_upscaler, variant_openers
+from ...bench.engines import bench_upscaler, variant_runs
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
 from . import RRDBNetExport
@@ -73,6 +73,6 @@ class RRDBNetBench(bench.BenchFamily):
             stages=[bench.Stage("RRDBNet", lambda: session.run(tile_in))],
             large=lambda: upscaler.upscale(large_image),
             large_tiles=crop_cost(bench.LARGE, bench.LARGE, tile, source.overlap).tiles,
-            variants=variant_openers(source, backend, precision, tile, model, self._report,
+            variants=variant_runs(source, backend, precision, tile, model, self._report,
                                      lambda other: other.upscale(image)),
         )

@@ -15,7 +15,7 @@ from sr_runtime.families.s3diff.options import S3DiffOptions
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.engines import bench_upscaler, variant_openers
+from ...bench.engines import bench_upscaler, variant_runs
 from ...cache import cache_root, cached_folder
 from ...reporting import Report
 from .graphs import GRAPHS
@@ -95,7 +95,7 @@ class S3DiffBench(bench.BenchFamily):
             stages.append(bench.Stage(STAGE_LABELS[spec.name], lambda s=upscaler.sessions[spec.name], f=feed: s.run(f)))
         return bench.Runner(run=lambda: upscaler.upscale(image), stages=stages, large=lambda: upscaler.upscale(large_image),
                             large_tiles=_large_tiles(upscaler.family.section),
-                            variants=variant_openers(self.source, backend, precision, bench.TILE, "s3diff", self._report,
+                            variants=variant_runs(self.source, backend, precision, bench.TILE, "s3diff", self._report,
                                                      lambda other: other.upscale(image)))
 
     def _torch_runner(self, mode: bench.TorchMode, precision: Precision, device: str, batch: int, image, large_image,
