@@ -90,8 +90,8 @@ class CacheEntry:
         return f"{self.folder.parent.name}/{self.folder.name}"
 
     @property
-    def entry(self) -> Path:
-        """The folder whose lock guards this one: the entry a leftover was being written to."""
+    def lock_folder(self) -> Path:
+        """The folder whose lock guards this one: for a leftover, the entry it was being written to."""
         found = _LEFTOVER.fullmatch(self.folder.name)
         return self.folder.parent / found["name"] if found else self.folder
 
@@ -113,13 +113,13 @@ def cache_entries() -> list[CacheEntry]:
     return sorted(entries, key=lambda e: e.last_used or 0.0)
 
 
-def prune(unused_days: float, report: Report) -> list[CacheEntry]:
+def prune(unused_days: float, report: Report) -> tuple[list[CacheEntry], list[CacheEntry]]:
     """Removes the entries no run has written or reused for ``unused_days`` days, and killed writers' leftovers;
-    an entry another process is writing now is left alone. Returns what was removed."""
+    an entry another process is writing now is left alone. Returns what was removed and what was kept."""
     cutoff = time.time() - unused_days * 86400
-    removed = []
-    for entry in cache_entries():
-        with folder_lock(entry.entry, wait=False) as held:
+    entries, removed = cache_entries(), []
+    for entry in entries:
+        with folder_lock(entry.lock_folder, wait=False) as held:
             if not held:
                 report(f"skipping {entry.name}: a run is writing it")
                 continue
@@ -128,4 +128,4 @@ def prune(unused_days: float, report: Report) -> list[CacheEntry]:
                 continue  # used since (the listing's time may be older than the marker's, read under the lock)
             shutil.rmtree(entry.folder)
             removed.append(entry)
-    return removed
+    return removed, [e for e in entries if e not in removed]

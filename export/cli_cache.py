@@ -47,7 +47,6 @@ def list_entries() -> None:
               help="Remove the entries no run has written or reused for this many days (0: all of them).")
 def prune_entries(unused_days: float) -> None:
     """Removes the entries no run has used lately, and what killed runs left; a run rebuilds what it needs."""
-    removed = prune(unused_days, report=click.echo)
-    kept = cache_entries()
+    removed, kept = prune(unused_days, report=click.echo)
     click.echo(f"removed {_entries(len(removed))} ({_gb(sum(e.size for e in removed))}), kept "
                f"{_entries(len(kept))} ({_gb(sum(e.size for e in kept))}) in {cache_root()}")

@@ -93,7 +93,7 @@ class InvSRBench(bench.BenchFamily):
             large=lambda: upscaler.upscale(large_image),
             large_tiles=LARGE_TILES,
             variants=variant_runs(source, backend, precision, bench.TILE, f"invsr-s{method.steps}", self._report,
-                                     lambda other: other.run_tiles(lr, zeros, zeros)),
+                                  lambda other: other.run_tiles(lr, zeros, zeros)),
         )
 
     def _torch_runner(self, source: InvSRSource, mode: bench.TorchMode, precision: Precision, device: str, batch: int,

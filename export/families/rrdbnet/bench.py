@@ -74,5 +74,5 @@ class RRDBNetBench(bench.BenchFamily):
             large=lambda: upscaler.upscale(large_image),
             large_tiles=crop_cost(bench.LARGE, bench.LARGE, tile, source.overlap).tiles,
             variants=variant_runs(source, backend, precision, tile, model, self._report,
-                                     lambda other: other.upscale(image)),
+                                  lambda other: other.upscale(image)),
         )

@@ -96,7 +96,7 @@ class S3DiffBench(bench.BenchFamily):
         return bench.Runner(run=lambda: upscaler.upscale(image), stages=stages, large=lambda: upscaler.upscale(large_image),
                             large_tiles=_large_tiles(upscaler.family.section),
                             variants=variant_runs(self.source, backend, precision, bench.TILE, "s3diff", self._report,
-                                                     lambda other: other.upscale(image)))
+                                                  lambda other: other.upscale(image)))
 
     def _torch_runner(self, mode: bench.TorchMode, precision: Precision, device: str, batch: int, image, large_image,
                       inputs) -> bench.Runner:
