@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sr_runtime.bounded_parse import read_json
 from sr_runtime.errors import SRError
 from sr_runtime.manifest import BUNDLE_FORMAT, MANIFEST_NAME, Manifest
 
@@ -36,12 +36,18 @@ def _lock_dir() -> Path:
     return folder
 
 
+def lock_file(folder: Path, kind: str = "lock") -> Path:
+    """The file whose lock of ``kind`` guards ``folder``: in the temp directory, so locking never writes beside
+    a user's folder."""
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
+    return _lock_dir() / f"{key}.{kind}"
+
+
 @contextmanager
-def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
+def folder_lock(folder: Path, wait: bool = True, kind: str = "lock") -> Iterator[bool]:
     """Held while ``folder`` is written; blocks while another process writes it, or with ``wait=False``
     yields False at once instead (and holds nothing)."""
-    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
-    with open(_lock_dir() / f"{key}.lock", "a") as handle:
+    with open(lock_file(folder, kind), "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -50,11 +56,42 @@ def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
         yield True
 
 
-def is_bundle(folder: Path) -> bool:
+def _recorded_files(manifest: dict) -> dict[str, int | None] | None:
+    """The files a bundle manifest records (name -> size), in every format version; None if it records none."""
+    graphs = manifest.get("graphs")
+    if not isinstance(graphs, dict) or not graphs or not all(isinstance(g, dict) for g in graphs.values()):
+        return None
+    records = [*graphs.values(), *(r for g in graphs.values() for r in g.get("data_files") or []),
+               *(manifest.get("files") or [])]
+    if not all(isinstance(r, dict) and isinstance(r.get("file"), str) for r in records):
+        return None
+    return {r["file"]: r.get("size") for r in records}
+
+
+def bundle_contents_problem(folder: Path) -> str | None:
+    """None when ``folder`` holds exactly what an sr-export bundle holds: its manifest and the files that
+    records, each a plain file of the recorded size, and nothing else (bundles of other versions included:
+    a rebuild replaces them). Anything else is a user's folder, or a bundle a user put files into."""
+    if not (folder / MANIFEST_NAME).is_file():
+        return f"it has no {MANIFEST_NAME}"
     try:
-        return json.loads((folder / MANIFEST_NAME).read_text()).get("format") == BUNDLE_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+        manifest = read_json(folder / MANIFEST_NAME, "its manifest")
+    except SRError as err:
+        return f"{err}"
+    files = _recorded_files(manifest) if isinstance(manifest, dict) and manifest.get("format") == BUNDLE_FORMAT else None
+    if files is None:
+        return f"{folder / MANIFEST_NAME} is not an sr-export bundle manifest"
+    expected = {MANIFEST_NAME, *files}
+    present = {entry.name: entry for entry in os.scandir(folder)}
+    if extra := sorted(set(present) - expected):
+        return f"it also holds {', '.join(extra[:3])}{' and more' if len(extra) > 3 else ''}, which no bundle has"
+    for name in sorted(expected):
+        entry = present.get(name)
+        if entry is None or not entry.is_file(follow_symlinks=False):
+            return f"{name}, which its manifest records, is {'missing' if entry is None else 'not a plain file'}"
+        if isinstance(size := files.get(name), int) and entry.stat(follow_symlinks=False).st_size != size:
+            return f"{name} is not the size its manifest records"
+    return None
 
 
 def bundle_target_problem(final: Path) -> str | None:
@@ -69,8 +106,9 @@ def bundle_target_problem(final: Path) -> str | None:
         return None
     if not final.is_dir():
         return f"{final} is an existing file; a bundle is a folder, and only a bundle folder is ever replaced"
-    if any(final.iterdir()) and not is_bundle(final):
-        return f"{final} is a folder that is not an sr-export bundle; only a bundle folder (or an empty one) is replaced"
+    if any(final.iterdir()) and (problem := bundle_contents_problem(final)):
+        return (f"{final} is a folder that is not an sr-export bundle ({problem}); only a bundle folder (or an empty "
+                "one) is replaced")
     return None
 
 

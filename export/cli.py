@@ -5,19 +5,21 @@ that need them, so ``upscale -e BUNDLE`` works on a runtime-only install."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from sr_runtime.backends.base import RuntimeOptions
-from sr_runtime.errors import SRError
+from sr_runtime.errors import SRError, Terminated, os_error_line, raise_on_sigterm
 from sr_runtime.precision import Precision
 
 from . import __version__
 from .builders.backends import AUTO, BACKENDS, CHOICES
 from .cli_cache import cache, footprint_line
 from .cli_families import GroupedCommand, backend_groups, family_groups, flags, options_for
+from .cli_options import BATCH, MAX_BATCH, TILE_PX, FiniteFloatRange
 from .cli_upscale import SCALE_OUT, path_options
 from .families import FAMILIES, all_models, family_for_model, family_named
 from .families.base import ImageRunner
@@ -35,6 +37,12 @@ class _Group(click.Group):
         except SRError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(1)
+        except OSError as err:  # the file system's refusals (permissions, a full disk) name their file
+            click.echo(f"error: {os_error_line(err)}", err=True)
+            sys.exit(1)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(128 + signal.SIGTERM)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -52,6 +60,7 @@ class _LogLines(logging.Formatter):
 @click.version_option(__version__, prog_name="sr-export")
 def main() -> None:
     """Export diffusion and GAN x4 super-resolution models to optimized engines and upscale images with them."""
+    raise_on_sigterm()  # a killed run cleans up as after Ctrl-C
     handler = logging.StreamHandler()
     handler.setFormatter(_LogLines())
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
@@ -77,7 +86,7 @@ REFERENCE_GROUPS = family_groups("reference_options", "{title} reference options
               help="torch: run the PyTorch reference instead of a bundle.")
 @click.option("--model", type=click.Choice(all_models()), default=None,
               help="With --backend torch: which model (default invsr); a bundle knows its own.")
-@click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--max-memory", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="GiB of memory one image may take; larger images are refused before they start "
                    "(default: 80% of the memory available when the run starts).")
 @click.option("--no-verify", is_flag=True,
@@ -85,20 +94,31 @@ REFERENCE_GROUPS = family_groups("reference_options", "{title} reference options
 @click.option("--cuda-graph", is_flag=True,
               help="With -e on a GPU bundle: replay each tile batch's engine calls as CUDA graphs (fewer kernel "
                    "launches; every batch then runs at the bundle's batch size).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace output files that exist (without it each is refused in one line and the others go on).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Upscale on Ray with N workers, each opening the bundle once (needs the [ray] extra); resumable: a "
                    "run started again skips the finished outputs. See the scale-out options.")
-def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, cuda_graph, workers, **options) -> None:
+def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, cuda_graph, overwrite, workers,
+            **options) -> None:
     """Upscale images x4 (INPUT: image files, folders and list files (.txt/.list: a path per line)). Every
     image is tried; failures are listed and make the exit status 1."""
     from sr_runtime.images import collect_inputs
     from sr_runtime.resources import memory_limit
 
-    from .cli_upscale import expand_list_files, finish, plan_outputs, scale_out, upscale_files
+    from .cli_upscale import (
+        check_written,
+        expand_list_files,
+        finish,
+        plan_outputs,
+        refuse_run_folders,
+        scale_out,
+        upscale_files,
+    )
 
     ctx = click.get_current_context()
-    inputs = expand_list_files(inputs)
-    found = collect_inputs(inputs)
+    inputs, lists = expand_list_files(inputs)
+    found = collect_inputs(inputs, lists)
     targets = plan_outputs(inputs, found, output)
     if bundle is not None and backend is not None:
         raise SRError("give either -e BUNDLE (engines) or --backend torch (reference), not both")
@@ -109,14 +129,19 @@ def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, cuda_
     if workers is not None:
         if bundle is None:
             raise SRError("--workers runs a bundle: pass -e BUNDLE (--backend torch runs in this process only)")
+        if overwrite:
+            raise SRError("--overwrite is for single-process runs; a --workers run keeps what it finished, and --redo "
+                          "upscales every image again")
         run = _bundle_options(ctx, bundle, model)
         return scale_out(ctx, workers, found, targets, output, bundle, run, max_memory, runtime, verify=not no_verify)
     options_for(ctx, [], [SCALE_OUT], "they go with --workers N")
+    refuse_run_folders(targets)
     if bundle is not None:
         runner = _bundle_runner(ctx, bundle, model, runtime, verify=not no_verify)
     else:
         runner = _reference_runner(ctx, backend, model)
-    finish(upscale_files(runner, found, targets, memory_limit(max_memory)), len(found.images))
+    check_written(found, targets, runner.paths, bundle)
+    finish(upscale_files(runner, found, targets, memory_limit(max_memory), overwrite), len(found.images))
 
 
 def _bundle_options(ctx: click.Context, bundle: Path, model: str | None) -> dict:
@@ -174,9 +199,9 @@ BACKEND_GROUPS = backend_groups()
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Default: fp16 on GPU backends, fp32 on the CPU. bf16: --backend openvino-cpu only "
                    "(bfloat16 arithmetic where the CPU has bf16 instructions).")
-@click.option("--tile", type=int, default=None,
+@click.option("--tile", type=TILE_PX, default=None,
               help="LR tile size the engines are built for (default 128; RRDBNet on the CPU: 512).")
-@click.option("--batch", type=int, default=1, show_default=True, help="Tiles per engine call (max batch of the engines).")
+@click.option("--batch", type=BATCH, default=1, show_default=True, help="Tiles per engine call (max batch of the engines).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Bundle folder (default engines/<model>[-s<N>]-<backend>-<precision>); only a bundle folder "
                    "(or an empty one) is ever replaced.")
@@ -194,8 +219,10 @@ def build(model, backend, precision, tile, batch, output, **options):
     family = family_for_model(model)
     chosen = options_for(ctx, [g for g in BUILD_GROUPS if g.owner == family.name], BUILD_GROUPS,
                          f"--model {model} takes {flags(family.build_options)}")
-    engine = options_for(ctx, [g for g in BACKEND_GROUPS if backend in (AUTO, g.owner)], BACKEND_GROUPS,
-                         f"--backend {backend} does not take them")
+    builds = backend if backend != AUTO else select_backend(AUTO).name
+    resolved = "" if backend != AUTO else f" (it builds {builds} here)"
+    engine = options_for(ctx, [g for g in BACKEND_GROUPS if g.owner == builds], BACKEND_GROUPS,
+                         f"--backend {backend}{resolved} does not take them")
     engine_backend = select_backend(backend)  # fails at once when the asked-for backend is unusable here
     precision = Precision(precision) if precision else None
     engine_backend.build_precision(precision)
@@ -258,7 +285,7 @@ COMPARE_GROUPS = family_groups("compare_options")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--reference-bundle", type=click.Path(path_type=Path), default=None,
               help="An onnxruntime-cpu fp32 bundle of the same model (default: built once from the cached ONNX).")
-@click.option("--tiles", type=int, default=None, help="Tiles compared (default: the bundle's batch).")
+@click.option("--tiles", type=click.IntRange(1, MAX_BATCH), default=None, help="Tiles compared (default: the bundle's batch).")
 @click.option("--cuda-graph", is_flag=True, help="Run the bundle's chain as a CUDA graph (GPU backends).")
 def compare(bundle, reference_bundle, tiles, cuda_graph, **options):
     """PSNR of a bundle's engines against ONNX Runtime fp32 on the same inputs, per engine call and end to end."""
@@ -306,10 +333,10 @@ BENCH_GROUPS = family_groups("bench_options", "{title} checkpoints (default: ful
               help="Only these, e.g. eager,onnxruntime-cpu: eager, compile, " + ", ".join(BACKENDS)
               + " (default: all usable; openvino-cpu at fp32, and at bf16 where the CPU has it).")
 @click.option("--methods", multiple=True, help="Only these rows, e.g. InvSR-1,RealESRGAN (default: all).")
-@click.option("--runs", type=int, default=3, show_default=True, help="Timed runs per measurement.")
-@click.option("--warmup", type=int, default=1, show_default=True)
+@click.option("--runs", type=click.IntRange(1, 1000), default=3, show_default=True, help="Timed runs per measurement.")
+@click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True)
 @click.option("--large/--no-large", default=None, help="Also time a 512 -> 2048 image (default: on GPU only).")
-@click.option("--batch", type=int, default=4, show_default=True, help="Tiles per call for the large image.")
+@click.option("--batch", type=BATCH, default=4, show_default=True, help="Tiles per call for the large image.")
 @click.option("--quick", is_flag=True,
               help=f"{', '.join(QUICK_METHODS)} only (unless --methods), eager, torch.compile and the bundles "
                    "(OpenVINO only if --backends names it), one timed run, end to end only (no stage breakdown, no "
@@ -329,8 +356,6 @@ def table7(device, backends, methods, runs, warmup, large, batch, quick, report_
     if unknown := [m for m in methods or () if m not in known]:
         raise SRError(f"unknown method(s) {', '.join(unknown)}; Table 7 has {', '.join(sorted(known))}")
     check_torch_device(device)
-    if runs < 1 or warmup < 0:
-        raise SRError("--runs must be at least 1 and --warmup at least 0")
     settings = BenchSettings(device=device, runs=1 if quick else runs, warmup=warmup, backends=_names(backends),
                              methods=methods, large=device == "cuda" if large is None else large, batch=batch,
                              stages=not quick, peers=not quick, variants=not quick)

@@ -7,6 +7,7 @@ import time
 import click
 
 from .cache import cache_entries, cache_root, prune
+from .cli_options import FiniteFloatRange
 
 GB = 1e9
 UNUSED_DAYS = 30
@@ -43,7 +44,7 @@ def list_entries() -> None:
 
 
 @cache.command("prune")
-@click.option("--unused-days", type=click.FloatRange(min=0), default=UNUSED_DAYS, show_default=True,
+@click.option("--unused-days", type=FiniteFloatRange(min=0), default=UNUSED_DAYS, show_default=True,
               help="Remove the entries no run has written or reused for this many days (0: all of them).")
 def prune_entries(unused_days: float) -> None:
     """Removes the entries no run has used lately, and what killed runs left; a run rebuilds what it needs."""

@@ -6,12 +6,31 @@ command, so two families that take ``--checkpoint`` take this very option.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 from sr_runtime.color import COLOR_FIX_METHODS, NO_COLOR_FIX
 from sr_runtime.precision import Precision
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing NaN and infinities (which pass its comparisons)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+# Bounds of the sizes and counts the commands take: far above any sensible value, low enough that a typo
+# (a tile of 1e8, a batch of 1e12) is refused at once instead of asking for terabytes.
+MAX_TILE = 4096  # LR px per tile side
+MAX_BATCH = 256  # tiles per engine call
+TILE_PX = click.IntRange(1, MAX_TILE)
+BATCH = click.IntRange(1, MAX_BATCH)
 
 
 def path_option(*decls: str, help: str) -> click.Option:
@@ -27,8 +46,8 @@ DEVICE = click.Option(["--device"], type=click.Choice(["cpu", "cuda"]), default=
 DTYPE = click.Option(["--dtype"], type=click.Choice([p.value for p in (Precision.FP32, Precision.FP16)]), default="fp32",
                      show_default=True,
                      help="The PyTorch reference's precision.")
-REFERENCE_TILE = click.Option(["--tile"], type=int, default=128, show_default=True, help="LR tile size (chopping size).")
-REFERENCE_BATCH = click.Option(["--batch"], type=int, default=8, show_default=True, help="Tiles per network call.")
+REFERENCE_TILE = click.Option(["--tile"], type=TILE_PX, default=128, show_default=True, help="LR tile size (chopping size).")
+REFERENCE_BATCH = click.Option(["--batch"], type=BATCH, default=8, show_default=True, help="Tiles per network call.")
 # Per image
 SEED = click.Option(["--seed"], type=click.IntRange(0, 2**63 - 1), default=None,
                     help="Seed of the sampling noise (default: the model's own; InvSR: none, the posterior means; "

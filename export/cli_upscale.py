@@ -15,12 +15,14 @@ import click
 import numpy as np
 
 from sr_runtime.backends.base import RuntimeOptions
+from sr_runtime.bounded_parse import read_text
 from sr_runtime.errors import SRError
 from sr_runtime.family import TileProgress
 from sr_runtime.images import Inputs
-from sr_runtime.scale_out.image_file import failure_of, upscale_file
+from sr_runtime.scale_out.image_file import check_replaceable, failure_of, upscale_file
 
 from .cli_families import OptionGroup
+from .cli_options import FiniteFloatRange
 from .families.base import ImageRunner
 
 OUTPUT_SUFFIXES = (".png", ".npy")
@@ -36,27 +38,55 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def _where(path: Path) -> Path:
+    """Where ``path`` would be written: its folder's real path and its name (the file need not exist)."""
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
 def plan_outputs(inputs: tuple[str, ...], found: Inputs, output: Path) -> list[Path]:
     """One input file -> OUTPUT is that file (by suffix); otherwise OUTPUT is a folder of <stem>.png.
-    No output may be an input, and no output folder an input folder."""
+    No output folder may be an input folder (what each file may be is ``check_written``'s)."""
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     if single_file and output.suffix.lower() in OUTPUT_SUFFIXES:
-        targets = [output]
-    elif single_file and output.suffix and not output.is_dir():
+        return [output]
+    if single_file and output.suffix and not output.is_dir():
         raise SRError(f"output {output} must end in .png or .npy (or be a folder)")
-    else:
-        if folder := next((Path(i) for i in inputs if Path(i).is_dir() and _same(Path(i), output)), None):
-            raise SRError(f"the output folder {output} is the input folder {folder}: the results would overwrite or "
-                          "mix with the images; give another folder")
-        targets = [output / f"{image.stem}.png" for image in found.images]
-    seen: dict[Path, Path] = {}
+    if not single_file and output.suffix.lower() in OUTPUT_SUFFIXES and not output.is_dir():
+        raise SRError(f"with several images the output is a folder, not the file {output}")
+    if output.exists() and not output.is_dir():
+        raise SRError(f"the output folder {output} is an existing file")
+    if folder := next((Path(i) for i in inputs if Path(i).is_dir() and _same(Path(i), output)), None):
+        raise SRError(f"the output folder {output} is the input folder {folder}: the results would overwrite or "
+                      "mix with the images; give another folder")
+    return [output / f"{image.stem}.png" for image in found.images]
+
+
+def check_written(found: Inputs, targets: list[Path], paths: dict[str, Path], bundle: Path | None) -> None:
+    """Every file the run writes (each image's output and its per-image files, such as InvSR's steps map) is
+    refused before any work if it is an input (an image or a list file, also through links), a file of the
+    bundle being run, or a file something else of this run writes too. Whether an existing file may be
+    replaced is each image's own question (``--overwrite``)."""
+    protected = [*found.images, *found.lists]
+    bundle_folder = Path(os.path.realpath(bundle)) if bundle is not None else None
+    writers: dict[Path, str] = {}
+    for flag, path in paths.items():
+        if len(found.images) > 1 and STEM not in str(path):
+            raise SRError(f"{flag_name(flag)} {path}: with several images put {STEM} in the path (e.g. maps/{STEM}.png)")
     for image, target in zip(found.images, targets, strict=True):
-        if target in seen:
-            raise SRError(f"{seen[target].name} and {image.name} would both be written to {target}")
-        seen[target] = image
-        if clash := next((i for i in found.images if _same(target, i)), None):
-            raise SRError(f"{target} would overwrite the input {clash}; give another output")
-    return targets
+        written = [(target, f"the output of {image}"),
+                   *((file, f"{flag_name(flag)} of {image}") for flag, file in image_options(paths, image).items())]
+        for file, what in written:
+            where = _where(file)
+            if clash := next((i for i in protected if _same(file, i) or _where(i) == where), None):
+                raise SRError(f"{file} ({what}) would overwrite the input {clash}; give another path")
+            if bundle_folder is not None and bundle_folder in where.parents:
+                raise SRError(f"{file} ({what}) is inside the bundle {bundle}; give another path")
+            if (other := writers.setdefault(where, what)) != what:
+                raise SRError(f"{other} and {what} would both be written to {file}; give another path")
+
+
+def flag_name(option: str) -> str:
+    return "--" + option.replace("_", "-")
 
 
 @dataclass
@@ -77,17 +107,6 @@ def path_options(run: dict[str, Any]) -> dict[str, Path]:
     return {name: value for name, value in run.items() if isinstance(value, Path)}
 
 
-def image_paths(paths: dict[str, Path], found: Inputs) -> None:
-    """Refuses per-image output options that several images would overwrite, or that name an input."""
-    for name, path in paths.items():
-        flag = "--" + name.replace("_", "-")
-        if len(found.images) > 1 and STEM not in str(path):
-            raise SRError(f"{flag} {path}: with several images put {STEM} in the path (e.g. maps/{STEM}.png)")
-        for image in found.images:
-            if _same(_for_image(path, image), image):
-                raise SRError(f"{flag} {path} would overwrite the input {image}")
-
-
 def _for_image(path: Path, image: Path) -> Path:
     return Path(str(path).replace(STEM, image.stem))
 
@@ -97,8 +116,12 @@ def image_options(paths: dict[str, Path], image: Path) -> dict[str, Path]:
     return {name: _for_image(path, image) for name, path in paths.items()}
 
 
-def _upscale_one(runner: ImageRunner, image: Path, target: Path, memory_limit: int) -> None:
+def _upscale_one(runner: ImageRunner, image: Path, target: Path, memory_limit: int, overwrite: bool) -> None:
     from tqdm import tqdm
+
+    files = image_options(runner.paths, image)
+    for path in files.values():  # written by the family: checked before the work, like the output
+        check_replaceable(path, overwrite)
 
     def run(pixels: np.ndarray, _: TileProgress | None) -> np.ndarray:
         height, width = pixels.shape[:2]
@@ -108,27 +131,38 @@ def _upscale_one(runner: ImageRunner, image: Path, target: Path, memory_limit: i
                 bar.total = total
                 bar.update(done - bar.n)
 
-            return runner.run(pixels, on_tiles_done, image_options(runner.paths, image))
+            return runner.run(pixels, on_tiles_done, files)
 
-    width, height = upscale_file(run, runner.cost, image, target, memory_limit)
-    click.echo(f"wrote {target} ({width}x{height})", err=True)
+    width, height = upscale_file(run, runner.cost, image, target, memory_limit, replace=overwrite)
+    tqdm.write(f"wrote {target} ({width}x{height})", file=sys.stderr)  # on a line of its own, not the bar's
 
 
-def upscale_files(runner: ImageRunner, found: Inputs, targets: list[Path], memory_limit: int) -> Summary:
+def upscale_files(runner: ImageRunner, found: Inputs, targets: list[Path], memory_limit: int,
+                  overwrite: bool) -> Summary:
     """Every image, whatever happens to the others; each failure is one line naming the file."""
     from tqdm import tqdm
 
-    image_paths(runner.paths, found)
     summary = Summary(skipped=list(found.skipped))
     for image, target in tqdm(list(zip(found.images, targets, strict=True)), desc="images", unit="img",
                               disable=len(found.images) < 2, file=sys.stderr):
-        reason = failure_of(image, partial(_upscale_one, runner, image, target, memory_limit))
+        reason = failure_of(image, partial(_upscale_one, runner, image, target, memory_limit, overwrite))
         if reason is None:
             summary.done += 1
         else:
             summary.failed.append((image, reason))
-            click.echo(f"error: {reason}", err=True)
+            tqdm.write(f"error: {reason}", file=sys.stderr)
     return summary
+
+
+def refuse_run_folders(targets: list[Path]) -> None:
+    """A single-process run never writes into the output folder of a scale-out run: its record would not
+    know those outputs, and the two runs could be writing at once."""
+    from sr_runtime.scale_out.run_folder import RunFolder
+
+    for folder in dict.fromkeys(target.parent for target in targets):
+        if RunFolder(folder).is_run_folder():
+            raise SRError(f"{folder} is the output folder of a --workers run; resume that run with the same command, "
+                          "or give another folder")
 
 
 def finish(summary: Summary, images: int) -> None:
@@ -146,24 +180,23 @@ def finish(summary: Summary, images: int) -> None:
 LIST_SUFFIXES = (".txt", ".list")
 
 
-def expand_list_files(inputs: tuple[str, ...]) -> tuple[str, ...]:
+def expand_list_files(inputs: tuple[str, ...]) -> tuple[tuple[str, ...], list[Path]]:
     """A list file (.txt or .list: one image file or folder per line, relative to the list's folder; blank
-    lines and # comments skipped) stands for what it lists."""
+    lines and # comments skipped) stands for what it lists. Returns the inputs and the list files."""
     expanded: list[str] = []
+    lists: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.suffix.lower() not in LIST_SUFFIXES or not path.is_file():
             expanded.append(item)
             continue
-        try:
-            lines = [line.strip() for line in path.read_text().splitlines()]
-        except (OSError, UnicodeDecodeError) as err:
-            raise SRError(f"{path}: cannot be read as a list of images ({err})") from None
+        lines = [line.strip() for line in read_text(path, "the list of images").splitlines()]
         listed = [str(path.parent / line) for line in lines if line and not line.startswith("#")]
         if not listed:
             raise SRError(f"{path}: the list names no images")
         expanded += listed
-    return tuple(expanded)
+        lists.append(path)
+    return tuple(expanded), lists
 
 
 # ---- --workers N: the same files on Ray (sr_runtime.scale_out) -----------------------------------
@@ -175,7 +208,7 @@ SCALE_OUT = OptionGroup("ray", "Scale-out", "Scale-out options (with --workers N
     click.Option(["--cpus-per-worker"], type=click.IntRange(min=1), default=None,
                  help="CPUs Ray reserves per worker, also its ONNX Runtime threads (default: this machine's cores / "
                       "N for a local Ray, 1 on a cluster)."),
-    click.Option(["--gpus-per-worker"], type=click.FloatRange(min=0), default=0.0, show_default=True,
+    click.Option(["--gpus-per-worker"], type=FiniteFloatRange(min=0), default=0.0, show_default=True,
                  help="GPUs Ray reserves per worker, for GPU bundles (a fraction shares a GPU)."),
     click.Option(["--redo"], is_flag=True,
                  help="Upscale every image again, replacing this run's outputs in the folder, even when an earlier "
@@ -197,8 +230,12 @@ def scale_out(ctx: click.Context, workers: int, found: Inputs, targets: list[Pat
         raise SRError(f"--workers writes into a folder: give -o DIR, not the file {output}")
     params = ctx.params
     paths = path_options(run)
-    image_paths(paths, found)
-    cpus = params["cpus_per_worker"] or (1 if params["ray_address"] else max(1, (os.cpu_count() or 1) // workers))
+    check_written(found, targets, paths, bundle)
+    cores = os.cpu_count() or 1
+    cpus = params["cpus_per_worker"] or (1 if params["ray_address"] else max(1, cores // workers))
+    if not params["ray_address"] and workers * cpus > cores:  # a local Ray would start them all on these cores
+        raise SRError(f"--workers {workers} with {cpus} CPU each needs {workers * cpus} CPUs, this machine has {cores}; "
+                      "ask for fewer workers, or join a cluster with --ray-address")
     cluster = Cluster(workers, params["ray_address"], cpus, params["gpus_per_worker"])
     if verify:  # a damaged bundle is refused here, before Ray starts
         verify_bundle(bundle)

@@ -6,10 +6,17 @@ file, so the CLI can report it without a traceback. Pixels are (H, W, 3) float32
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import logging
 import os
+import re
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import stat
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,9 +26,12 @@ from PIL import Image
 
 from .errors import SRError
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-# What Pillow calls the formats behind those suffixes (MPO: multi-picture JPEGs from cameras).
-_PILLOW_FORMATS = frozenset({"PNG", "JPEG", "MPO", "BMP", "DIB", "TIFF", "WEBP"})
+# What Pillow calls the formats behind those suffixes, the ones tried when a file is opened (JPEG includes
+# MPO, the multi-picture JPEGs of cameras).
+_PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 _PILLOW_GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 # Modes with 8-bit samples that Pillow converts to RGB faithfully (32-bit "I"/"F", LAB, HSV are not).
 _PILLOW_8BIT_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
@@ -112,8 +122,6 @@ def _opaque_rgb(path: Path, image: Image.Image) -> Image.Image:
 
 
 def _pixels_from_pillow(path: Path, image: Image.Image) -> tuple[np.ndarray, int]:
-    if image.format not in _PILLOW_FORMATS:
-        raise _fail(path, f"unsupported image format {image.format}")
     _check_size(path, image.width, image.height)
     if image.mode in _PILLOW_GRAY16_MODES:
         gray = np.asarray(image).astype(np.uint16)[:, :, None]
@@ -128,9 +136,62 @@ def _pixels_from_pillow(path: Path, image: Image.Image) -> tuple[np.ndarray, int
     return _to_unit_float(rgb, 0xFF), 8
 
 
+@contextmanager
+def _pillow_image(path: Path) -> Iterator[Image.Image]:
+    """Pillow's ``Image.open`` for the formats sr-export reads, without its decompression-bomb refusal: that
+    refusal would hide the size of a large image's header from the size guard, which decides instead
+    (``max_pixels`` of ``read_image``, the memory estimate of a run). Lazy: only the header is read."""
+    if any(name not in Image.OPEN for name in _PILLOW_FORMATS):
+        Image.init()
+    with open(path, "rb") as file:
+        prefix = file.read(16)
+        for name in _PILLOW_FORMATS:
+            factory, accept = Image.OPEN[name]
+            if accept is None or accept(prefix) is True:
+                file.seek(0)
+                with factory(file, str(path)) as image:
+                    yield image
+                return
+    raise _fail(path, f"cannot be read as an image (not a {', '.join(_PILLOW_FORMATS[:-1])} or WebP file)")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    width: int
+    height: int
+    frames: int  # pictures in the file: more than one in animations, multi-page TIFFs and camera MPO files
+    format: str  # Pillow's name of it
+
+
+def probe_image(path: str | Path) -> ImageHeader:
+    """What the file's header says, without decoding the pixels; an SRError naming the file if it is not an
+    image sr-export reads."""
+    path = Path(path)
+    _check_readable_file(path)
+    try:
+        if _is_png(path):
+            _png_bit_depth(path)  # pypng's reading of the header, which decodes 16-bit PNGs, checks it too
+        with _pillow_image(path) as image:
+            return ImageHeader(image.width, image.height, getattr(image, "n_frames", 1), image.format or "")
+    except SRError:
+        raise
+    except Exception as err:  # decoders raise many different types on corrupt or truncated data
+        raise _fail(path, f"cannot be read as an image ({type(err).__name__}: {err})") from err
+
+
+def _check_frames(path: Path, header: ImageHeader) -> None:
+    if header.frames == 1:
+        return
+    if header.format == "MPO":  # a camera's main picture, then previews or a second view
+        log.warning("%s holds %d pictures (MPO); the first, the main image, is upscaled", path, header.frames)
+        return
+    raise _fail(path, f"has {header.frames} frames (an animation or a multi-page file); sr-export upscales single "
+                      "images: extract the frames first")
+
+
 def _read_with_pillow(path: Path) -> tuple[np.ndarray, int]:
     # EXIF orientation is deliberately not applied: the official reader (cv2 IMREAD_UNCHANGED) ignores it.
-    with Image.open(path) as image:
+    with _pillow_image(path) as image:
         image.load()
         return _pixels_from_pillow(path, image)
 
@@ -147,18 +208,38 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _check_readable_file(path: Path) -> None:
-    if not path.exists():
-        raise _fail(path, "no such file")
-    if not path.is_file():
-        raise _fail(path, "not a file")
-    if path.stat().st_size == 0:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise _fail(path, "no such file") from None
+    except OSError as err:
+        raise _fail(path, f"cannot be read ({err.strerror or err})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise _fail(path, "not a file (a folder)")
+    if not stat.S_ISREG(info.st_mode):
+        raise _fail(path, "not a regular file (a pipe, socket or device); give an image file")
+    if info.st_size == 0:
         raise _fail(path, "file is empty")
 
 
-def read_image(path: str | Path) -> LoadedImage:
-    """Reads an image as RGB float32 in [0, 1]; 16-bit PNG and gray TIFF keep their 16 bits."""
+def _pillow_pixel_limit() -> int | None:
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
+
+
+_PILLOWS_LIMIT = object()  # read_image's default: Pillow's own decompression-bomb limit
+
+
+def read_image(path: str | Path, max_pixels: int | None | object = _PILLOWS_LIMIT) -> LoadedImage:
+    """Reads an image as RGB float32 in [0, 1]; 16-bit PNG and gray TIFF keep their 16 bits. An image of
+    more than ``max_pixels`` pixels is refused from its header (default: Pillow's decompression-bomb limit;
+    None: no limit, for a caller whose own guard has judged the size), and so is an animation or a
+    multi-page file (a camera's multi-picture JPEG gives its main picture, with a warning)."""
     path = Path(path)
-    _check_readable_file(path)
+    header = probe_image(path)
+    limit = _pillow_pixel_limit() if max_pixels is _PILLOWS_LIMIT else max_pixels
+    if limit is not None and header.width * header.height > limit:
+        raise _fail(path, f"{header.width}x{header.height} is more than {limit:,} pixels")
+    _check_frames(path, header)
     try:
         pixels, bit_depth = _decode(path)
     except SRError:
@@ -166,16 +247,6 @@ def read_image(path: str | Path) -> LoadedImage:
     except Exception as err:  # decoders raise many different types on corrupt or truncated data
         raise _fail(path, f"cannot be read as an image ({type(err).__name__}: {err})") from err
     return LoadedImage(pixels=pixels, bit_depth=bit_depth, path=path)
-
-
-def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header, without decoding it; None when it cannot be read (reading
-    the image then says why)."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # any decoder failure: read_image reports it properly
-        return None
 
 
 # ---- writing ----
@@ -220,25 +291,89 @@ def _encoder_for(path: Path, pixels: np.ndarray, bit_depth: int) -> Callable[[Bi
     return _png8_writer(pixels) if bit_depth == 8 else _png16_writer(pixels)
 
 
-def write_atomically(path: Path, encode: Callable[[BinaryIO], object]) -> None:
-    """``encode`` writes the file's bytes; readers see the old file or the new one whole, never a part."""
+# A temporary file's name: ".<output name>.<8 hex>.tmp", the output's name shortened (with a hash of it) where
+# the whole would pass the 255 bytes most file systems allow.
+_TEMP_SUFFIX_BYTES = len(".12345678.tmp") + 1
+_NAME_MAX = 255
+# A temporary file older than this whose writer holds no lock on it was left by a killed process.
+STALE_TEMP_SECONDS = 60.0
+
+
+def temp_prefix(path: Path) -> str:
+    """What the temporary files of ``path`` are named up to their random part."""
+    name = path.name
+    if len(name.encode()) + _TEMP_SUFFIX_BYTES > _NAME_MAX:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        name = name.encode()[:_NAME_MAX - _TEMP_SUFFIX_BYTES - 17].decode(errors="ignore") + "~" + digest
+    return f".{name}."
+
+
+class OutputExists(SRError):
+    """The output file is already there and replacing it was not asked for."""
+
+
+def write_atomically(path: Path, encode: Callable[[BinaryIO], object], replace: bool = True) -> None:
+    """``encode`` writes the file's bytes; readers see the old file or the new one whole, never a part.
+    ``replace=False``: an existing ``path`` (even one that appears while this writes) is kept and
+    ``OutputExists`` raised. The temporary file is locked while it is written, so another process can tell
+    a live writer's file from one a killed process left (``remove_stale_temps``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = path.with_name(f"{temp_prefix(path)}{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files.
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
             encode(file)
-        os.replace(temp, path)
-    except BaseException:
+            file.flush()
+            if replace:
+                os.replace(temp, path)
+            else:
+                _link_new(temp, path)
+    finally:
         temp.unlink(missing_ok=True)
-        raise
 
 
-def write_image(path: str | Path, pixels: np.ndarray, bit_depth: int = 8) -> None:
+def _link_new(temp: Path, path: Path) -> None:
+    """``temp`` becomes ``path`` only if nothing is there: a hard link fails on an existing name, atomically."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise OutputExists(f"{path} exists; pass --overwrite to replace it") from None
+    except OSError:  # a file system without hard links: check, then rename (a race with another writer remains)
+        if path.exists() or path.is_symlink():
+            raise OutputExists(f"{path} exists; pass --overwrite to replace it") from None
+        os.rename(temp, path)
+
+
+def temp_files(path: Path) -> list[os.DirEntry]:
+    """The temporary files of ``path`` in its folder (of writers at work, or killed)."""
+    name = re.compile(re.escape(temp_prefix(path)) + r"[0-9a-f]{8}\.tmp")
+    try:
+        return [e for e in os.scandir(path.parent) if name.fullmatch(e.name)]
+    except OSError:  # no folder yet: nothing there
+        return []
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Removes the temporary files of ``path`` that killed writers left: older than a minute and locked by
+    no process."""
+    for entry in temp_files(path):
+        try:
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime < STALE_TEMP_SECONDS:
+                continue
+            with open(entry.path, "rb") as file:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live writer holds it
+                os.unlink(entry.path)
+        except OSError:  # BlockingIOError: being written; FileNotFoundError: gone since
+            continue
+
+
+def write_image(path: str | Path, pixels: np.ndarray, bit_depth: int = 8, replace: bool = True) -> None:
     """Writes (H, W, 3) float pixels in [0, 1]: ``.png`` (8 or 16-bit RGB) or ``.npy`` (float32).
 
-    The file appears complete or not at all (temp file in the same folder, then rename).
+    The file appears complete or not at all (temp file in the same folder, then rename); ``replace=False``
+    keeps an existing file (``OutputExists``).
     """
     path = Path(path)
     if pixels.ndim != 3 or pixels.shape[2] != 3 or min(pixels.shape[:2]) < 1:
@@ -247,7 +382,7 @@ def write_image(path: str | Path, pixels: np.ndarray, bit_depth: int = 8) -> Non
         raise _fail(path, "pixels contain NaN")
     encode = _encoder_for(path, pixels, bit_depth)
     try:
-        write_atomically(path, encode)
+        write_atomically(path, encode, replace)
     except OSError as err:
         detail = f"{err.strerror}: {err.filename}" if err.strerror and err.filename else err
         raise _fail(path, f"cannot write ({detail})") from err
@@ -268,26 +403,33 @@ def _images_in_folder(folder: Path) -> list[Path]:
 class Inputs:
     images: list[Path]  # the image files to upscale, in order
     skipped: list[Path]  # files in the input folders that are not images
+    lists: list[Path] = field(default_factory=list)  # the list files that named images (inputs too)
 
 
-def collect_inputs(inputs: Sequence[str | Path]) -> Inputs:
-    """Image files from files and/or folders (a folder's images, non-recursive, sorted by name)."""
+def collect_inputs(inputs: Sequence[str | Path], lists: Sequence[Path] = ()) -> Inputs:
+    """Image files from files and/or folders (a folder's images, non-recursive, sorted by name); ``lists``:
+    the list files that named some of them."""
     found: list[Path] = []
     skipped: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found.extend(_images_in_folder(path))
-            skipped.extend(sorted(entry for entry in path.iterdir() if entry.is_file() and not entry.name.startswith(".")
-                                  and entry.suffix.lower() not in IMAGE_SUFFIXES))
-        elif path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise _fail(path, f"not a supported image type (use one of {', '.join(sorted(IMAGE_SUFFIXES))})")
-            found.append(path)
-        else:
-            raise _fail(path, "no such file or folder")
+        try:
+            if path.is_dir():
+                found.extend(_images_in_folder(path))
+                skipped.extend(sorted(entry for entry in path.iterdir() if entry.is_file()
+                                      and not entry.name.startswith(".") and entry.suffix.lower() not in IMAGE_SUFFIXES))
+            elif path.is_file():
+                if path.suffix.lower() not in IMAGE_SUFFIXES:
+                    raise _fail(path, f"not a supported image type (use one of {', '.join(sorted(IMAGE_SUFFIXES))})")
+                found.append(path)
+            elif path.exists():
+                raise _fail(path, "not a regular file (a pipe, socket or device); give image files or folders")
+            else:
+                raise _fail(path, "no such file or folder")
+        except OSError as err:
+            raise _fail(path, f"cannot be read ({err.strerror or err})") from None
     if not found:
         names = ", ".join(str(item) for item in inputs) or "(no inputs given)"
         raise SRError(f"no image files found in {names}")
     # The same file given twice would be upscaled twice into the same output.
-    return Inputs(list(dict.fromkeys(found)), skipped)
+    return Inputs(list(dict.fromkeys(found)), skipped, list(lists))

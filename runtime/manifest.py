@@ -2,7 +2,9 @@
 
 A bundle folder holds ``manifest.json``, one engine file per graph and whatever files its model family
 needs (InvSR: ``prompt_embeds.npy``). The manifest is written last (and the folder renamed into place),
-so a folder with a manifest is complete; the runtime still checks every file it names.
+so a folder with a manifest is complete; the runtime still checks every file it names. The manifest
+carries the sha256 of its own contents (``checksum``) beside those of the other files, so a value changed
+in it (a sigma, an overlap) is refused like a changed engine.
 
 The common part is typed here; ``section`` is the model family's own record (its constants), typed by
 the runtime family that the pipeline's ``family`` names (``sr_runtime.families``).
@@ -10,19 +12,23 @@ the runtime family that the pipeline's ``family`` names (``sr_runtime.families``
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bounded_parse import read_json
 from .errors import SRError
 from .precision import Precision
 from .records import RecordError, parse_record, record_dict
 
 BUNDLE_FORMAT = "sr-export-bundle"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the manifest's own checksum
 MANIFEST_NAME = "manifest.json"
 TENSOR_DTYPES = ("float32", "float16")
+CHECKSUM = "checksum"  # the manifest's field holding manifest_checksum of the rest
+MAX_MANIFEST_BYTES = 4 * 2**20  # the largest bundle's (S3Diff, 58 graphs) is about 100 kB
 
 
 @dataclass
@@ -120,7 +126,9 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(record_dict(self), indent=2)
+        """The manifest's text, with its ``checksum`` (which ``read_manifest`` checks)."""
+        data = record_dict(self)
+        return json.dumps({**data, CHECKSUM: manifest_checksum(data)}, indent=2)
 
     def all_files(self) -> list[tuple[str, FileRecord]]:
         """(what it is, record) of every file the runtime reads."""
@@ -128,11 +136,18 @@ class Manifest:
             ("the family", r) for r in self.files]
 
 
+def manifest_checksum(data: dict) -> str:
+    """The sha256 of a manifest's contents (as parsed JSON, its ``checksum`` left out), independent of layout."""
+    body = json.loads(json.dumps({key: value for key, value in data.items() if key != CHECKSUM}))
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def parse_manifest(data: dict) -> Manifest:
-    """The typed manifest, its family's section included; a RecordError names a field of the wrong type."""
+    """The typed manifest, its family's section included; a RecordError names a field of the wrong type. The
+    checksum is ``read_manifest``'s to check."""
     from .families import family_class  # the families import this module
 
-    manifest = parse_record(Manifest, data, "manifest")
+    manifest = parse_record(Manifest, {k: v for k, v in data.items() if k != CHECKSUM}, "manifest")
     manifest.section = parse_record(family_class(manifest.pipeline.family).section_type, manifest.section,
                                     "manifest.section")
     return manifest
@@ -143,12 +158,11 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
     path = Path(bundle) / MANIFEST_NAME
     if not Path(bundle).is_dir():
         raise SRError(f"bundle {bundle} does not exist (build one with `sr-export build`)")
+    if path.is_symlink():
+        raise SRError(f"{path} is a symbolic link; a bundle's files are its own, rebuild it")
     if not path.is_file():
         raise SRError(f"{bundle} is not a complete bundle: {MANIFEST_NAME} is missing (an interrupted build?); rebuild it")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SRError(f"{path} is not valid JSON ({err}); rebuild the bundle") from err
+    data = read_json(path, "bundle manifest", MAX_MANIFEST_BYTES)
     if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
         raise SRError(f"{path} is not an sr-export bundle manifest")
     if data.get("format_version") != FORMAT_VERSION or data.get("tool_version") != tool_version:
@@ -156,6 +170,8 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
             f"bundle {bundle} was built by sr-export {data.get('tool_version')} (format {data.get('format_version')}), "
             f"this is sr-export {tool_version} (format {FORMAT_VERSION}); rebuild it with `sr-export build`"
         )
+    if data.get(CHECKSUM) != manifest_checksum(data):
+        raise SRError(f"{path} changed since the build (its checksum does not match its contents); rebuild the bundle")
     try:
         manifest = parse_manifest(data)
     except RecordError as err:
@@ -166,6 +182,9 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
         if Path(record.file).name != record.file:  # a manifest must not reach outside its bundle
             raise SRError(f"{path}: {owner} names {record.file!r}, which is not a file in the bundle")
         file = Path(bundle) / record.file
+        if file.is_symlink():
+            raise SRError(f"bundle {bundle}: {record.file} of {owner} is a symbolic link; a bundle's files are its own, "
+                          "rebuild it")
         if not file.is_file() or file.stat().st_size != record.size:
             raise SRError(f"bundle {bundle}: {record.file} of {owner} is missing or truncated; rebuild it")
     return manifest

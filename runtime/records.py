@@ -8,6 +8,7 @@ manifest's core and every family's own section.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from enum import Enum
@@ -62,8 +63,8 @@ def _parse(hint: Any, value: Any, where: str) -> Any:
             choices = ", ".join(str(m.value) for m in hint)
             raise RecordError(f"{where} must be one of {choices}, got {value!r}") from None
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RecordError(f"{where} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise RecordError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if hint is int and isinstance(value, bool):
         raise RecordError(f"{where} must be an integer, got {value!r}")

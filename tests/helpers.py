@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from sr_export.compare import psnr as compare_psnr
 from sr_runtime.cpu_target import listed_cpu_features
+from sr_runtime.manifest import CHECKSUM, MANIFEST_NAME, manifest_checksum
 
 needs_cuda_ep = pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                                    reason="needs onnxruntime-gpu's CUDAExecutionProvider (a CUDA machine)")
@@ -48,3 +50,12 @@ def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     base = np.stack([0.5 + 0.4 * np.sin(x / 7 + c) * np.cos(y / 5 - c) for c in range(3)], axis=-1)
     return np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1).astype(np.float32)
+
+
+def edit_manifest(bundle: Path, edit) -> None:
+    """Changes a bundle's manifest as a user who knows its checksum would (``edit(data)`` in place), so the
+    checks behind the checksum are reached."""
+    data = json.loads((bundle / MANIFEST_NAME).read_text())
+    edit(data)
+    data[CHECKSUM] = manifest_checksum(data)
+    (bundle / MANIFEST_NAME).write_text(json.dumps(data))

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import make_image, needs_cuda_ep, needs_openvino, psnr
+from helpers import edit_manifest, make_image, needs_cuda_ep, needs_openvino, psnr
 
 from sr_export.builders import cpu_convolutions
 from sr_export.builders.bundle_builder import BuildOptions, build_bundle
@@ -203,9 +203,7 @@ def test_a_bundle_from_another_tool_version_is_refused_by_the_cli(tmp_path, bund
     import shutil
 
     bundle = Path(shutil.copytree(bundles[1], tmp_path / "old"))
-    manifest = json.loads((bundle / MANIFEST_NAME).read_text())
-    manifest["tool_version"] = "0.0.1"
-    (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
+    edit_manifest(bundle, lambda data: data.update(tool_version="0.0.1"))
     (tmp_path / "in.png").write_bytes((Path(__file__).parents[1] / "examples" / "lr.png").read_bytes())
     result = CliRunner().invoke(main, ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"),
                                        "-e", str(bundle)])
@@ -216,11 +214,11 @@ def test_a_bundle_from_another_tool_version_is_refused_by_the_cli(tmp_path, bund
 
 def test_bad_build_options_fail_before_any_work(tmp_path):
     runner = CliRunner()
-    for args, words in ((["--steps", "0"], "at least 1"), (["--steps", "2", "--timesteps", "300"], "--steps is 2"),
-                        (["--tile", "0"], "tile"),
-                        (["--backend", "onnxruntime-cpu", "--precision", "bf16"], "builds fp32 or fp16, not bf16")):
+    for args, words, code in ((["--steps", "0"], "at least 1", 1), (["--steps", "2", "--timesteps", "300"], "--steps is 2", 1),
+                              (["--tile", "0"], "--tile", 2), (["--tile", "300"], "tile 300", 1),
+                              (["--backend", "onnxruntime-cpu", "--precision", "bf16"], "builds fp32 or fp16, not bf16", 1)):
         result = runner.invoke(main, ["build", *args, "-o", str(tmp_path / "b")])
-        assert result.exit_code == 1 and words in result.output, result.output
+        assert result.exit_code == code and words in result.output, result.output
         assert "loading" not in result.output, result.output
         assert not (tmp_path / "b").exists()
 

@@ -495,7 +495,8 @@ def test_config_unused_keys_are_optional(tmp_path) -> None:
             {"block_out_chanels": [32, 64]},
             ("unknown key 'block_out_chanels'", "did you mean 'block_out_channels'"),
         ),
-        ({"temb_channels": None}, ("temb_channels must be a positive integer", "None")),
+        ({"temb_channels": None}, ("temb_channels must be an integer from 1", "None")),
+        ({"layers_per_block": [3, 100_000]}, ("layers_per_block must be an integer from 1 to 64", "100000")),
         ({"temb_channels": True}, ("temb_channels must be",)),
         ({"block_out_channels": "32,64"}, ("block_out_channels must be",)),
         ({"down_block_types": ["DownEncoderBlock2D", "AttnDownBlock2D"]}, ("down_block_types must be",)),
@@ -507,6 +508,7 @@ def test_config_unused_keys_are_optional(tmp_path) -> None:
     ids=[
         "unknown",
         "null",
+        "absurd_layers",
         "bool_for_int",
         "string_for_list",
         "block_type",
@@ -553,4 +555,4 @@ def test_config_unreadable(tmp_path, name, text, fragment) -> None:
 def test_config_missing_file(tmp_path) -> None:
     with pytest.raises(SRError) as excinfo:
         load_noise_predictor_config(tmp_path / "absent.yaml")
-    assert_one_line_error(excinfo, "absent.yaml", "cannot read")
+    assert_one_line_error(excinfo, "absent.yaml", "cannot be read")

@@ -6,7 +6,6 @@ real loaders; the reference for every engine result is the PyTorch module run on
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from helpers import make_image, needs_cuda_ep, needs_isa_mask, needs_openvino, psnr, run_as_avx2_only
+from helpers import (
+    edit_manifest,
+    make_image,
+    needs_cuda_ep,
+    needs_isa_mask,
+    needs_openvino,
+    psnr,
+    run_as_avx2_only,
+)
 from PIL import Image
 
 from sr_export.bench.bundles import cached_bundle
@@ -403,11 +410,12 @@ def test_runtime_refuses_what_the_chain_cannot_run(tmp_path, cache, checkpoint):
         upscaler.upscale(make_image(16, 16), color_fix="wavelet")
     with pytest.raises(SRError, match="takes lr"):
         upscaler.run_tiles(np.zeros((1, 3, TILE, TILE), np.float32), np.zeros(1))
-    data = json.loads((bundle / MANIFEST_NAME).read_text())
-    for edit, fragment in [({"pipeline": {**data["pipeline"], "family": "swinir"}}, "'swinir' model"),
-                           ({"section": {"overlap": 32}}, "twice the overlap"),
-                           ({"section": {"overlap": "8"}}, "section.overlap must be int")]:
-        (bundle / MANIFEST_NAME).write_text(json.dumps({**data, **edit}))
+    original = (bundle / MANIFEST_NAME).read_text()
+    for edit, fragment in [(lambda d: d["pipeline"].update(family="swinir"), "'swinir' model"),
+                           (lambda d: d.update(section={"overlap": 32}), "twice the overlap"),
+                           (lambda d: d.update(section={"overlap": "8"}), "section.overlap must be int")]:
+        (bundle / MANIFEST_NAME).write_text(original)
+        edit_manifest(bundle, edit)
         with pytest.raises(SRError, match=fragment):
             Upscaler.from_bundle(bundle)
 
@@ -510,9 +518,7 @@ def test_cli_build_optimised_for_this_cpu(tmp_path, cache, checkpoint, test_mode
     result = runner.invoke(main, ["inspect", str(bundle)])
     assert result.exit_code == 0 and "graphs optimised for this CPU" in result.output
     # On a CPU with other instruction sets the saved layout does not apply: refused in one line, no output.
-    data = json.loads((bundle / MANIFEST_NAME).read_text())
-    data["cpu_target"]["isa"] = ["avx512f"]
-    (bundle / MANIFEST_NAME).write_text(json.dumps(data))
+    edit_manifest(bundle, lambda data: data["cpu_target"].update(isa=["avx512f"]))
     Image.fromarray((image * 255).round().astype(np.uint8)).save(image_file)
     result = runner.invoke(main, ["upscale", str(image_file), "-o", str(out), "-e", str(bundle)])
     assert result.exit_code == 1 and "optimised for" in result.output and "rebuild it here" in result.output

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from helpers import needs_cuda_ep
+from helpers import edit_manifest, needs_cuda_ep
 from standin_bundle import (
     EMBEDS,
     GEOMETRY,
@@ -129,12 +129,6 @@ def _refusal(bundle: Path, **kwargs) -> str:
     return message
 
 
-def _edit_manifest(bundle: Path, edit) -> None:
-    data = json.loads((bundle / MANIFEST_NAME).read_text())
-    edit(data)
-    (bundle / MANIFEST_NAME).write_text(json.dumps(data))
-
-
 def test_refuses_an_interrupted_build(tmp_path):
     bundle = write_bundle(tmp_path / "b")
     (bundle / MANIFEST_NAME).unlink()
@@ -146,7 +140,7 @@ def test_refuses_an_interrupted_build(tmp_path):
 )
 def test_refuses_another_version(tmp_path, key, value):
     bundle = write_bundle(tmp_path / "b")
-    _edit_manifest(bundle, lambda d: d.update({key: value}))
+    edit_manifest(bundle, lambda d: d.update({key: value}))
     assert "rebuild it" in _refusal(bundle)
 
 
@@ -159,7 +153,7 @@ def test_refuses_a_truncated_engine(tmp_path):
 
 def test_refuses_an_unknown_backend(tmp_path):
     bundle = write_bundle(tmp_path / "b")
-    _edit_manifest(bundle, lambda d: d.update(backend="tflite"))
+    edit_manifest(bundle, lambda d: d.update(backend="tflite"))
     assert "tflite" in _refusal(bundle)
 
 
@@ -182,7 +176,7 @@ def test_refuses_tensorrt_bundles_without_tensorrt(tmp_path):
 def test_refuses_a_missing_external_data_file(tmp_path):
     bundle = write_bundle(tmp_path / "b")
     record = {"file": "unet_step.onnx.data", "sha256": "0" * 64, "size": 10}
-    _edit_manifest(bundle, lambda d: d["graphs"]["unet_step"].update(data_files=[record]))
+    edit_manifest(bundle, lambda d: d["graphs"]["unet_step"].update(data_files=[record]))
     assert "unet_step.onnx.data" in _refusal(bundle)
 
 
@@ -195,7 +189,7 @@ def test_refuses_when_onnxruntime_is_missing(tmp_path, monkeypatch):
 
 def test_refuses_inconsistent_sigmas(tmp_path):
     bundle = write_bundle(tmp_path / "b", steps=2)
-    _edit_manifest(bundle, lambda d: d["section"]["groups"][0]["sigmas"].pop())
+    edit_manifest(bundle, lambda d: d["section"]["groups"][0]["sigmas"].pop())
     assert "sigmas" in _refusal(bundle)
 
 
@@ -209,14 +203,14 @@ def test_refuses_inconsistent_sigmas(tmp_path):
 ])
 def test_refuses_fields_of_the_wrong_type_in_one_line(tmp_path, where, field, value, fragment):
     bundle = write_bundle(tmp_path / "b")
-    _edit_manifest(bundle, lambda d: (d[where] if where else d).update({field: value}))
+    edit_manifest(bundle, lambda d: (d[where] if where else d).update({field: value}))
     message = _refusal(bundle)
     assert fragment in message and "malformed" in message
 
 
 def test_refuses_graphs_the_chain_cannot_bind(tmp_path):
     bundle = write_bundle(tmp_path / "b")
-    _edit_manifest(bundle, lambda d: d["graphs"]["unet_step"]["inputs"][0].update(name="sample"))
+    edit_manifest(bundle, lambda d: d["graphs"]["unet_step"]["inputs"][0].update(name="sample"))
     assert "unet_step" in _refusal(bundle)
 
 
@@ -228,7 +222,7 @@ def test_refuses_an_engine_that_contradicts_its_manifest(tmp_path):
         for key in ("file", "sha256", "size"):
             encoder[key], decoder[key] = decoder[key], encoder[key]
 
-    _edit_manifest(bundle, swap_files)
+    edit_manifest(bundle, swap_files)
     assert "vae_decoder.onnx" in _refusal(bundle)
 
 
@@ -252,7 +246,7 @@ def test_every_file_the_runtime_reads_is_verified_when_the_bundle_opens(tmp_path
 
 def test_a_family_file_missing_from_the_manifest_is_refused(tmp_path):
     bundle = write_bundle(tmp_path / "b")
-    _edit_manifest(bundle, lambda d: d.update(files=[]))
+    edit_manifest(bundle, lambda d: d.update(files=[]))
     assert f"does not record {PROMPT_EMBEDS_NAME}" in _refusal(bundle)
     (bundle / PROMPT_EMBEDS_NAME).unlink()
     bundle = write_bundle(tmp_path / "c")

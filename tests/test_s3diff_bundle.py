@@ -147,3 +147,12 @@ def test_the_cli_runs_the_bundle_and_the_reference_alike(demo, tmp_path):
     assert result.exit_code == 1 and "adain" in result.output and "Traceback" not in result.output
     result = runner.invoke(main, ["inspect", str(bundle)])
     assert result.exit_code == 0 and "DEMO" in result.output and "guidance    1.07" in result.output
+
+
+def test_vae_encoder_tiles_the_vae_cannot_split_are_refused_before_any_image(demo, tmp_path):
+    bundle, _, _ = demo
+    write_image(tmp_path / "in.png", make_image(40, 36))
+    result = CliRunner().invoke(main, ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "-e",
+                                       str(bundle), "--vae-encoder-tile", "60"])
+    assert result.exit_code == 1 and "VAE encoder tile 60 must be a multiple of the VAE's factor" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o.png").exists()

@@ -230,3 +230,39 @@ def test_without_workers_ray_is_not_imported_and_its_options_are_refused(tmp_pat
     assert code == 1 and "--redo: Scale-out options; they go with --workers N" in output
     code, output = _invoke("upscale", image, "-o", tmp_path / "o3.png", "-e", bundle, "--workers", "2")
     assert code == 1 and "--workers writes into a folder" in output
+
+
+def test_a_resumed_run_tells_other_images_of_the_same_names_from_its_own(tmp_path, bundle, cluster):
+    first, other = _images(tmp_path / "first", 2, 24), tmp_path / "other"
+    other.mkdir()
+    for i, path in enumerate(sorted(first.iterdir())):
+        write_image(other / path.name, make_image(24, 32, seed=10 + i))  # the same names, other pictures
+    out = tmp_path / "out"
+    assert _invoke("upscale", first, "-o", out, "-e", bundle, *WORKERS)[0] == 0
+    before = _outputs(out)
+    code, output = _invoke("upscale", other, "-o", out, "-e", bundle, *WORKERS)
+    assert code == 1 and f"was made from {first / 'img00.png'}" in output and _outputs(out) == before
+    # A single process never writes into a scale-out run's folder, nor a --redo of a subset beside another kind.
+    code, output = _invoke("upscale", other, "-o", out, "-e", bundle)
+    assert code == 1 and "output folder of a --workers run" in output and _outputs(out) == before
+    code, output = _invoke("upscale", other / "img00.png", "-o", out, "-e", bundle, "--seed", "5", "--redo", *WORKERS)
+    assert code == 1 and "also holds 1 outputs of another run" in output and _outputs(out) == before
+    code, output = _invoke("upscale", other, "-o", out, "-e", bundle, "--redo", *WORKERS)  # the whole run again
+    assert code == 0 and _outputs(out) != before and len(_outputs(out)) == 2
+
+
+def test_more_workers_than_this_machine_has_cores_are_refused_at_once(tmp_path, bundle):
+    images = _images(tmp_path / "in", 1, 24)
+    code, output = _invoke("upscale", images, "-o", tmp_path / "out", "-e", bundle, "--workers", "1000")
+    assert code == 1 and "--workers 1000 with 1 CPU each needs 1000 CPUs" in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_with_its_summary(tmp_path, bundle, cluster):
+    images, out = _images(tmp_path / "in", 30, 160), tmp_path / "out"
+    run = _cli("upscale", images, "-o", out, "-e", bundle, *WORKERS, "--ray-address", cluster)
+    _wait_for_outputs(run, out, 1)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signal.SIGTERM and "terminated" in err and "Traceback" not in err, err
+    assert _summary(out)["status"] == "interrupted"

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from helpers import edit_manifest
 from onnx import TensorProto
 
 from sr_export.builders import backends
@@ -587,9 +588,7 @@ def test_cuda_graph_replay_equals_the_plain_run(trt_bundles):
 ])
 def test_a_plan_built_elsewhere_is_refused(trt_bundles, tmp_path, edit, message):
     bundle = shutil.copytree(trt_bundles["fp16"], tmp_path / "b")
-    data = json.loads((bundle / MANIFEST_NAME).read_text())
-    edit(data)
-    (bundle / MANIFEST_NAME).write_text(json.dumps(data))
+    edit_manifest(bundle, edit)
     with pytest.raises(SRError, match=f"{re.escape(message)}.*rebuild"):
         Upscaler.from_bundle(bundle)
 

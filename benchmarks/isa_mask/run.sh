@@ -4,7 +4,8 @@
 #   bash benchmarks/isa_mask/run.sh sr-export bench table7 --quick --report benchmarks/reports/cpu-quick-avx2
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-lib="${SR_EXPORT_CACHE:-$HOME/.cache/sr-export}/isa_mask/avx2_only.so"
+# Built once per user into the temp directory (sr-export's cache holds only what sr-export writes there).
+lib="${TMPDIR:-/tmp}/sr-export-isa-mask-$(id -u)/avx2_only.so"
 if [[ ! -f "$lib" || "$here/avx2_only.c" -nt "$lib" ]]; then
     mkdir -p "$(dirname "$lib")"
     gcc -O2 -shared -fPIC -Wall -o "$lib.tmp.$$" "$here/avx2_only.c"

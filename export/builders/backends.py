@@ -18,6 +18,7 @@ from sr_runtime.manifest import CpuTargetInfo, TargetInfo
 from sr_runtime.precision import Precision
 
 from ..attention import Attention
+from ..cli_options import FiniteFloatRange
 from ..reporting import Report
 
 if TYPE_CHECKING:  # the CLI imports this module: no torch at import time
@@ -165,7 +166,7 @@ TENSORRT_OPTIONS = (
                  help="TensorRT 10: build the fp16 ONNX strongly typed instead of fp32 ONNX + FP16 flag (11 always does)."),
     click.Option(["--opt-level"], type=click.IntRange(0, 5), default=3, show_default=True,
                  help="TensorRT builder optimization level: 0 builds fastest, 5 searches tactics longest."),
-    click.Option(["--workspace", "workspace_gib"], type=click.FloatRange(min=0, min_open=True), default=None,
+    click.Option(["--workspace", "workspace_gib"], type=FiniteFloatRange(min=0, min_open=True), default=None,
                  help="GiB of scratch memory TensorRT tactics may use while building (default: TensorRT's)."),
 )
 

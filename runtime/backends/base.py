@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -103,6 +103,11 @@ def first_line(err: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(err).__name__
 
 
+# What an engine says of one of its tensors: its dtype (None: one numpy has not) and its dimensions (an int where
+# fixed; a name, or a negative int, where dynamic).
+EngineTensor = tuple[np.dtype | None, Sequence[int | str | None]]
+
+
 class EngineSession(ABC):
     """One graph of a bundle, ready to run."""
 
@@ -111,14 +116,26 @@ class EngineSession(ABC):
         self.info = info
         self.dtypes = {t.name: np.dtype(t.dtype) for t in (*info.inputs, *info.outputs)}  # as the manifest declares
 
-    def check_names(self, inputs: set[str], outputs: set[str]) -> None:
-        """Refuses an engine whose input and output names are not the manifest's."""
+    def check_io(self, inputs: Mapping[str, EngineTensor], outputs: Mapping[str, EngineTensor]) -> None:
+        """Refuses an engine whose tensors are not the manifest's: names, then each one's dtype and shape (rank,
+        and every dimension the manifest fixes). Checked when the bundle opens, so a manifest that disagrees
+        with its engines fails there in one line, not in the middle of a batch."""
         declared = ({t.name for t in self.info.inputs}, {t.name for t in self.info.outputs})
-        if declared != (inputs, outputs):
+        if declared != (set(inputs), set(outputs)):
             raise SRError(
                 f"engine {self.info.file} has inputs {sorted(inputs)} and outputs {sorted(outputs)}, "
                 f"the manifest says {sorted(declared[0])} and {sorted(declared[1])}; {REBUILD_HINT}"
             )
+        engine = {**inputs, **outputs}
+        for t in (*self.info.inputs, *self.info.outputs):
+            dtype, shape = engine[t.name]
+            fixed_differ = any(isinstance(want, int) and isinstance(have, int) and have >= 0 and have != want
+                               for want, have in zip(t.shape, shape, strict=False))
+            if dtype != np.dtype(t.dtype) or len(shape) != len(t.shape) or fixed_differ:
+                raise SRError(
+                    f"engine {self.info.file} has {t.name} as {dtype} {list(shape)}, the manifest says {t.dtype} "
+                    f"{t.shape}; {REBUILD_HINT}"
+                )
 
     def host_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``inputs`` as contiguous host arrays of the dtypes the graph declares."""

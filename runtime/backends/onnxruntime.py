@@ -18,6 +18,7 @@ from .base import (
     ChainPlan,
     CpuBackend,
     EngineSession,
+    EngineTensor,
     PlanFactory,
     PlanKey,
     RuntimeOptions,
@@ -34,16 +35,28 @@ CONV_ALGO_SEARCHES = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 GRAPH_ID_KEY = "gpu_graph_id"
 
 
+# ONNX Runtime's names of the tensor types a manifest can declare.
+_ORT_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16)}
+
+
+def _tensor(arg: ort.NodeArg) -> EngineTensor:
+    return _ORT_DTYPES.get(arg.type), list(arg.shape)
+
+
 class OrtSession(EngineSession):
     def __init__(self, name: str, info: GraphInfo, session: ort.InferenceSession):
         super().__init__(name, info)
         self.session = session
-        self.check_names({i.name for i in session.get_inputs()}, {o.name for o in session.get_outputs()})
+        self.check_io({i.name: _tensor(i) for i in session.get_inputs()}, {o.name: _tensor(o) for o in session.get_outputs()})
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = self.host_inputs(inputs)
         names = [t.name for t in self.info.outputs]
-        return dict(zip(names, self.session.run(names, feed), strict=True))
+        try:
+            outputs = self.session.run(names, feed)
+        except Exception as err:  # ONNX Runtime's exception types share no base: out of memory, a bad input
+            raise SRError(f"engine {self.info.file} failed ({first_line(err)})") from err
+        return dict(zip(names, outputs, strict=True))
 
 
 def open_session(bundle: Path, name: str, info: GraphInfo, providers: list, options: RuntimeOptions,

@@ -16,7 +16,7 @@ import openvino as ov
 from ..errors import SRError
 from ..manifest import GraphInfo, Manifest
 from ..precision import Precision
-from .base import REBUILD_HINT, CpuBackend, EngineSession, first_line
+from .base import REBUILD_HINT, CpuBackend, EngineSession, EngineTensor, first_line
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +31,27 @@ def computes_bf16(core: ov.Core | None = None) -> bool:
     return "BF16" in (core or ov.Core()).get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
 
 
-def _port_names(ports, declared: set[str]) -> set[str]:
-    """A port's declared name where it has one: OpenVINO gives a port every name its tensor has in the graph."""
-    return {next((n for n in sorted(p.get_names()) if n in declared), p.any_name) for p in ports}
+def _ports(ports, declared: set[str]) -> dict[str, EngineTensor]:
+    """Each port under its declared name where it has one (OpenVINO gives a port every name its tensor has in the
+    graph), with its dtype and shape."""
+    return {next((n for n in sorted(p.get_names()) if n in declared), p.any_name):
+            (np.dtype(p.get_element_type().to_dtype()),
+             [d.get_length() if d.is_static else None for d in p.get_partial_shape()])
+            for p in ports}
 
 
 class OpenVinoSession(EngineSession):
     def __init__(self, name: str, info: GraphInfo, compiled: ov.CompiledModel):
         super().__init__(name, info)
-        self.check_names(_port_names(compiled.inputs, {t.name for t in info.inputs}),
-                         _port_names(compiled.outputs, {t.name for t in info.outputs}))
+        self.check_io(_ports(compiled.inputs, {t.name for t in info.inputs}),
+                      _ports(compiled.outputs, {t.name for t in info.outputs}))
         self.request = compiled.create_infer_request()
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.request.infer(self.host_inputs(inputs))  # copies the outputs out of the request
+        try:
+            results = self.request.infer(self.host_inputs(inputs))  # copies the outputs out of the request
+        except RuntimeError as err:  # OpenVINO's errors: out of memory, a bad input
+            raise SRError(f"engine {self.info.file} failed ({first_line(err)})") from err
         return {t.name: np.asarray(results[t.name]) for t in self.info.outputs}
 
 

@@ -60,18 +60,11 @@ class TrtSession(EngineSession):
         self._context = None
         self._stream = None
         self._buffers: dict[str, cuda.DeviceBuffer] = {}
-        io = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
-        declared = {t.name for t in (*info.inputs, *info.outputs)}
-        if io != declared:
-            raise SRError(
-                f"engine {info.file} has tensors {sorted(io)}, the manifest says {sorted(declared)}; {REBUILD_HINT}"
-            )
-        for t in (*info.inputs, *info.outputs):
-            have = _numpy_dtype(trt, engine.get_tensor_dtype(t.name))
-            if have != np.dtype(t.dtype):
-                raise SRError(
-                    f"engine {info.file} takes {t.name} as {have}, the manifest says {t.dtype}; {REBUILD_HINT}"
-                )
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        tensors = {name: (_numpy_dtype(trt, engine.get_tensor_dtype(name)), list(engine.get_tensor_shape(name)))
+                   for name in names}
+        is_input = {name: engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT for name in names}
+        self.check_io({n: t for n, t in tensors.items() if is_input[n]}, {n: t for n, t in tensors.items() if not is_input[n]})
 
     @property
     def scratch_size(self) -> int:

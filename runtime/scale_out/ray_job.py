@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SRError
+from ..errors import SRError, raise_on_sigterm
 from .summary import Outcome
 from .worker import UpscaleWorker, WorkerSettings
 
@@ -95,6 +95,7 @@ def ray_session(cluster: Cluster) -> Iterator[None]:
         raise SRError(f"cannot start or join Ray{f' at {cluster.address}' if cluster.address else ''}: "
                       f"{' '.join(str(err).split())}") from None
     try:
+        raise_on_sigterm()  # Ray's start may have taken SIGTERM: a killed run still writes its summary
         _check_room(ray, cluster)
         yield
     except BaseException as err:

@@ -2,9 +2,12 @@
 bundle and options, and the summary of the last run.
 
 An output counts as finished when its file exists: images are renamed into place only when complete. The
-run record (``sr-export-run.json``) names the bundle (its manifest's sha256: the manifest records the sha256
-of every engine file) and the family options; a run into a folder holding outputs of another bundle or other
-options is refused unless it redoes every image, so a folder never mixes two kinds of results.
+run record (``sr-export-run.json``) names the bundle (its manifest's sha256: the manifest covers every
+engine file and itself), the family options, and for each output the input it is made from (its path, size
+and modification time), written before any worker starts on it. A run into a folder holding outputs of
+another bundle or other options is refused unless it redoes every image and no other output of that kind
+stays, so a folder never mixes two kinds of results; an output of the same name made from another image
+is never taken for finished.
 """
 
 from __future__ import annotations
@@ -12,25 +15,30 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..bounded_parse import read_json
 from ..bundle_check import sha256_file
 from ..errors import SRError
-from ..images import write_atomically
+from ..images import temp_files, write_atomically
 from ..manifest import MANIFEST_NAME
+from ..records import RecordError, parse_record
 from .summary import RunSummary
 
 RECORD_NAME = "sr-export-run.json"
 SUMMARY_NAME = "sr-export-summary.json"
 LOCK_NAME = ".sr-export-run.lock"
-RECORD_FORMAT = "sr-export-run/1"
-# write_image's temporary names, ".<name>.<8 hex>.tmp": a killed worker can leave one behind.
-_TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.tmp$")
+RECORD_FORMAT = "sr-export-run/2"
+
+
+def source_identity(source: Path) -> list:
+    """What tells an input image from another of the same name: [real path, size, modification time (ns)]."""
+    info = source.stat()
+    return [os.path.realpath(source), info.st_size, info.st_mtime_ns]
 
 
 @dataclass(frozen=True)
@@ -38,11 +46,15 @@ class RunRecord:
     manifest_sha256: str
     bundle: str  # where the bundle was, for messages; the hash is what must match
     options: dict[str, Any]  # the family options, as JSON values
+    outputs: dict[str, list] = field(default_factory=dict)  # output name -> source_identity of its input
 
     @classmethod
     def of(cls, bundle: Path, options: Mapping[str, Any]) -> RunRecord:
         jsonable = json.loads(json.dumps(dict(options), default=str, sort_keys=True))
         return cls(sha256_file(bundle / MANIFEST_NAME), str(bundle.resolve()), jsonable)
+
+    def same_kind(self, other: RunRecord) -> bool:
+        return not self.differences(other)
 
     def differences(self, other: RunRecord) -> list[str]:
         """What ``other`` (this run) changes, as "name: before -> now"."""
@@ -76,26 +88,37 @@ class RunFolder:
                               "output folder") from None
             yield
 
+    def is_run_folder(self) -> bool:
+        """Whether a scale-out run has written into this folder."""
+        return self.record_path.exists() or (self.folder / LOCK_NAME).exists()
+
     def _previous(self) -> RunRecord | None:
         if not self.record_path.exists():
             return None
+        data = read_json(self.record_path, "the run record")
         try:
-            data = json.loads(self.record_path.read_text())
-            if data.pop("format") != RECORD_FORMAT:
-                raise ValueError("unknown format")
-            return RunRecord(**data)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+            if not isinstance(data, dict) or data.pop("format", None) != RECORD_FORMAT:
+                raise RecordError("not a record of this sr-export version")
+            return parse_record(RunRecord, data, "the record")
+        except RecordError as err:
             raise SRError(f"{self.record_path} is not an sr-export run record ({err}); move it away or give another "
                           "output folder") from None
 
-    def pending(self, targets: Sequence[Path], record: RunRecord, redo: bool) -> list[int]:
+    def pending(self, sources: Sequence[Path], targets: Sequence[Path], record: RunRecord, redo: bool) -> list[int]:
         """The indices of ``targets`` still to do. Outputs of another bundle or options are refused unless
-        ``redo`` (then every image is done again, and the outputs replaced)."""
+        ``redo`` (then every image is done again, and the outputs replaced), and so is an output of the same
+        name made from another input."""
         present = {entry.name for entry in os.scandir(self.folder)}
         finished = [i for i, target in enumerate(targets) if target.name in present]
-        if redo:
-            return list(range(len(targets)))
         previous = self._previous()
+        if redo:
+            names = {target.name for target in targets}
+            if previous is not None and not previous.same_kind(record) and (
+                    kept := sorted(n for n in previous.outputs if n in present and n not in names)):
+                raise SRError(f"--redo upscales these {len(targets)} images again, but {self.folder} also holds "
+                              f"{len(kept)} outputs of another run ({'; '.join(previous.differences(record))}; e.g. "
+                              f"{kept[0]}) that would stay beside them; give another output folder")
+            return list(range(len(targets)))
         if finished and previous is None:
             raise SRError(f"{self.folder} already holds {len(finished)} of these outputs (e.g. {targets[finished[0]].name}) "
                           f"but no {RECORD_NAME} naming the bundle that made them; pass --redo to replace them, "
@@ -103,19 +126,31 @@ class RunFolder:
         if finished and previous is not None and (changes := previous.differences(record)):
             raise SRError(f"{self.folder} holds outputs of another run ({'; '.join(changes)}); pass --redo to "
                           "upscale every image again with this one, or give another output folder")
+        for i in finished:
+            made_from = previous.outputs.get(targets[i].name)
+            if made_from != source_identity(sources[i]):
+                was = f"from {made_from[0]}" if made_from else "by an unknown run"
+                raise SRError(f"{targets[i]} was made {was}, not from {sources[i]} as it is now (another image of the "
+                              "same name, or a changed one); pass --redo to upscale it again, or give another output "
+                              "folder")
         done = set(finished)
         return [i for i in range(len(targets)) if i not in done]
 
-    def start(self, targets: Sequence[Path], record: RunRecord, redo: bool) -> None:
-        """Before the first image: no temporary file of an image to do left by a killed run; with ``redo``, no
-        output of an earlier run (removed before the record changes, so a resumed redo never keeps one); then
-        the record."""
-        names = {target.name for target in targets}
-        for entry in os.scandir(self.folder):
-            match = _TEMP.match(entry.name)
-            if (match and match["name"] in names) or (redo and entry.name in names):
-                Path(entry.path).unlink(missing_ok=True)
-        text = json.dumps({"format": RECORD_FORMAT, **asdict(record)}, indent=2) + "\n"
+    def start(self, sources: Sequence[Path], targets: Sequence[Path], record: RunRecord, redo: bool) -> None:
+        """Before the first image (``targets`` are those to do): no temporary file of one left by a killed run;
+        with ``redo``, no output of an earlier run under their names (removed before the record changes, so a
+        resumed redo never keeps one); then the record, which names the input of every output it will hold."""
+        for target in targets:
+            for temp in temp_files(target):
+                Path(temp).unlink(missing_ok=True)
+            if redo:
+                target.unlink(missing_ok=True)
+        previous = self._previous()
+        kept = previous.outputs if previous is not None and previous.same_kind(record) else {}
+        present = {entry.name for entry in os.scandir(self.folder)}
+        outputs = {name: made_from for name, made_from in kept.items() if name in present}
+        outputs.update({target.name: source_identity(source) for source, target in zip(sources, targets, strict=True)})
+        text = json.dumps({"format": RECORD_FORMAT, **asdict(replace(record, outputs=outputs))}, indent=1) + "\n"
         write_atomically(self.record_path, lambda file: file.write(text.encode()))
 
     def write_summary(self, summary: RunSummary) -> None:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from diffusers.models.activations import ACT2CLS
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from torch import nn
 
+from sr_runtime.bounded_parse import read_yaml
 from sr_runtime.errors import SRError
 
 from ...checkpoints import load_checkpoint_dict, strip_wrapper_prefixes
@@ -72,12 +71,23 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_positive_int(value: Any) -> bool:
-    return _is_int(value) and value > 0
+# Far above the official config (widths 512, 3 layers, 2 levels), low enough that a typo does not build millions
+# of modules before the checkpoint is compared with them.
+MAX_SIZE = 65_536
+MAX_LAYERS = 64
+MAX_LEVELS = 16
+
+
+def _is_positive_int(value: Any, maximum: int = MAX_SIZE) -> bool:
+    return _is_int(value) and 0 < value <= maximum
+
+
+def _is_layer_count(value: Any) -> bool:
+    return _is_positive_int(value, MAX_LAYERS)
 
 
 def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, list) and len(value) > 0 and all(check(v) for v in value)
+    return lambda value: isinstance(value, list) and 0 < len(value) <= MAX_LEVELS and all(check(v) for v in value)
 
 
 def _one_of(*choices: str) -> Callable[[Any], bool]:
@@ -85,20 +95,20 @@ def _one_of(*choices: str) -> Callable[[Any], bool]:
 
 
 _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "in_channels": (_is_positive_int, "a positive integer"),
+    "in_channels": (_is_positive_int, f"an integer from 1 to {MAX_SIZE:,}"),
     "down_block_types": (
         _list_of(_one_of(*SUPPORTED_DOWN_BLOCKS)),
         f"a list of {' / '.join(SUPPORTED_DOWN_BLOCKS)}",
     ),
     "up_block_types": (_list_of(lambda v: isinstance(v, str)), "a list of block type names"),
-    "block_out_channels": (_list_of(_is_positive_int), "a list of positive integers"),
+    "block_out_channels": (_list_of(_is_positive_int), f"a list of up to {MAX_LEVELS} integers from 1 to {MAX_SIZE:,}"),
     "layers_per_block": (
-        lambda v: _is_positive_int(v) or _list_of(_is_positive_int)(v),
-        "a positive integer or a list of them",
+        lambda v: _is_layer_count(v) or _list_of(_is_layer_count)(v),
+        f"an integer from 1 to {MAX_LAYERS} or a list of them",
     ),
     "act_fn": (_one_of(*ACT2CLS), f"one of {', '.join(ACT2CLS)}"),
-    "latent_channels": (_is_positive_int, "a positive integer"),
-    "norm_num_groups": (_is_positive_int, "a positive integer"),
+    "latent_channels": (_is_positive_int, f"an integer from 1 to {MAX_SIZE:,}"),
+    "norm_num_groups": (_is_positive_int, f"an integer from 1 to {MAX_SIZE:,}"),
     "sample_size": (
         lambda v: _is_positive_int(v) or _list_of(_is_positive_int)(v),
         "a positive integer or a list",
@@ -106,8 +116,8 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mid_block_add_attention": (lambda v: isinstance(v, bool), "true or false"),
     # "spatial" needs a different resnet type whose temb is a feature map: not this model.
     "resnet_time_scale_shift": (_one_of("default", "scale_shift"), "'default' or 'scale_shift'"),
-    "temb_channels": (_is_positive_int, "a positive integer"),
-    "attention_head_dim": (_is_positive_int, "a positive integer"),
+    "temb_channels": (_is_positive_int, f"an integer from 1 to {MAX_SIZE:,}"),
+    "attention_head_dim": (_is_positive_int, f"an integer from 1 to {MAX_SIZE:,}"),
     "freq_shift": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
     "flip_sin_to_cos": (lambda v: isinstance(v, bool), "true or false"),
     # Without double_z the official returns raw features, not a posterior; the exported graphs need the latter.
@@ -170,7 +180,7 @@ def load_noise_predictor_config(path: str | Path | None = None) -> dict[str, Any
         return copy.deepcopy(OFFICIAL_CONFIG)
     path = Path(path)
     source = f"noise predictor config {path}"
-    data = _read_config_file(path, source)
+    data = read_yaml(path, "noise predictor config")
     if isinstance(data, dict) and "model_start" in data:
         model_start = data["model_start"]
         if not isinstance(model_start, dict) or "params" not in model_start:
@@ -178,20 +188,6 @@ def load_noise_predictor_config(path: str | Path | None = None) -> dict[str, Any
         data = model_start["params"]
         source += " (model_start.params)"
     return validate_config(data, source)
-
-
-def _read_config_file(path: Path, source: str) -> Any:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SRError(f"{source}: cannot read it ({exc.strerror or exc})") from exc
-    try:
-        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SRError(
-            f"{source}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({first_line})"
-        ) from exc
 
 
 def _layers_per_level(config: dict[str, Any]) -> list[int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from sr_runtime.families.invsr.image_loop import AUTO
@@ -32,9 +34,12 @@ class FloatList(click.ParamType):
         if isinstance(value, tuple):
             return value
         try:
-            return tuple(float(part) for part in value.split(","))
+            numbers = tuple(float(part) for part in value.split(","))
         except ValueError:
             self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
+        if not all(math.isfinite(n) for n in numbers):
+            self.fail(f"{value!r}: every number must be finite", param, ctx)
+        return numbers
 
 
 BUILD_STEPS = click.Option(

@@ -8,7 +8,6 @@ cache_dir=..., use_safetensors=True)``, so a real install is a hub cache; a plai
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionMode
 from transformers import CLIPTextModel, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
 
+from sr_runtime.bounded_parse import read_json
 from sr_runtime.errors import SRError
 
 # sampler_invsr.py: _positive, the only prompt InvSR ever uses (cfg_scale 1.0, no negative prompt).
@@ -197,12 +197,9 @@ def load_sd_turbo(
 
 
 def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise SRError(f"SD-Turbo {what}: {path} missing") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SRError(f"SD-Turbo {what}: {path} is not readable JSON ({_first_line(exc)})") from exc
+    if not path.exists():
+        raise SRError(f"SD-Turbo {what}: {path} missing")
+    return read_json(path, f"SD-Turbo {what}:")
 
 
 def _check_model_index(folder: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sr_runtime.bounded_parse import read_text
 from sr_runtime.bundle_check import sha256_file
 from sr_runtime.errors import SRError
 from sr_runtime.families.invsr.family import PROMPT_EMBEDS_NAME
@@ -112,7 +113,7 @@ def load_source(sd_path: Path, np_path: Path, config: str | Path | None, demo: b
                                                       for f in weight_files(sd_folder)}),
         "noise_predictor": CheckpointRecord(str(np_path), {np_path.name: sha256_file(np_path)}),
     }
-    config_text = Path(config).read_text() if config else None
+    config_text = read_text(Path(config), "noise predictor config") if config else None
     return InvSRSource(components, demo, checkpoints, config_text, groups)
 
 
@@ -124,6 +125,9 @@ def resolve_source(sd_turbo, noise_predictor, noise_predictor_config, groups: tu
         return load_source(*found, noise_predictor_config, False, report, groups)
     if not allow_demo:
         raise SRError("no checkpoints found: pass --sd-turbo DIR and --noise-predictor PTH")
+    if noise_predictor_config is not None:
+        raise SRError(f"--noise-predictor-config {noise_predictor_config} describes a noise predictor checkpoint, and "
+                      "none was found: pass --sd-turbo DIR and --noise-predictor PTH (the demo model has its own config)")
     report(
         "WARNING: no InvSR checkpoints found (--sd-turbo / --noise-predictor, the Hugging Face cache, "
         "./weights); building the built-in DEMO model with random weights: its outputs are NOT meaningful"

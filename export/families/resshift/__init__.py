@@ -19,9 +19,9 @@ CONFIG = shared.path_option("--config", help="The official YAML (model, autoenco
                                              "model's official config, built in).")
 CHECKPOINTS = (shared.CHECKPOINT, AUTOENCODER, CONFIG)
 ZERO_NOISE = click.Option(["--zero-noise"], is_flag=True, help="Every noise draw zero: the posterior means.")
-CHOP_SIZE = click.Option(["--chop-size"], type=int, default=None,
+CHOP_SIZE = click.Option(["--chop-size"], type=shared.TILE_PX, default=None,
                          help="LR px per patch (default: the bundle's tile; the PyTorch reference: the official 512).")
-CHOP_STRIDE = click.Option(["--chop-stride"], type=int, default=None,
+CHOP_STRIDE = click.Option(["--chop-stride"], type=shared.TILE_PX, default=None,
                            help="LR px between patches (default: 448 for 512, 224 for 256, 48 for 64, else 7/8 of the size).")
 
 

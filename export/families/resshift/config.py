@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from sr_runtime.bounded_parse import read_yaml
 from sr_runtime.errors import SRError
 from sr_runtime.families.resshift.graphs import SCALE
 
@@ -28,6 +27,13 @@ GROUPS = 32  # every GroupNorm of both networks has 32 groups
 _REFERENCE = re.compile(r"\$\{([^}]*)\}")
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.\w+)*$")
 _MISSING = object()
+# The schedule has an entry per diffusion step; a typo of 1e8 steps would take gigabytes before any check.
+MAX_STEPS = 100_000
+# Far above every released config (widths up to 640, 2 blocks per level, 4 levels), low enough that a typo does
+# not build millions of modules before the checkpoint is compared with them.
+MAX_SIZE = 65_536
+MAX_BLOCKS = 64
+MAX_LEVELS = 16
 
 
 @dataclass(frozen=True)
@@ -106,10 +112,13 @@ class _Section:
     def _fail(self, key: str, what: str, value: Any) -> SRError:
         return SRError(f"{self.where}.{key} must be {what}, got {value!r}")
 
-    def int(self, key: str, default: Any = _MISSING, minimum: int = 1) -> int:
+    def int(self, key: str, default: Any = _MISSING, minimum: int = 1, maximum: int = MAX_SIZE,
+            why: str = "far above every released config") -> int:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self._fail(key, f"an integer >= {minimum}", value)
+        if value > maximum:
+            raise self._fail(key, f"at most {maximum:,} ({why})", value)
         return value
 
     def float(self, key: str, default: Any = _MISSING) -> float:
@@ -124,13 +133,16 @@ class _Section:
             raise self._fail(key, "true or false", value)
         return value
 
-    def ints(self, key: str, default: Any = _MISSING, length: int | None = None) -> tuple[int, ...]:
-        """A list of positive ints; an int stands for ``length`` copies (as the official classes take it)."""
+    def ints(self, key: str, default: Any = _MISSING, length: int | None = None, maximum: int = MAX_SIZE
+             ) -> tuple[int, ...]:
+        """A list of positive ints (at most ``MAX_LEVELS`` of them); an int stands for ``length`` copies (as the
+        official classes take it)."""
         value = self._get(key, default)
         if isinstance(value, int) and not isinstance(value, bool) and length is not None:
             value = [value] * length
-        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-            raise self._fail(key, "a list of positive integers", value)
+        if not isinstance(value, list) or len(value) > MAX_LEVELS or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 < v <= maximum for v in value):
+            raise self._fail(key, f"a list of at most {MAX_LEVELS} integers from 1 to {maximum:,}", value)
         if length is not None and len(value) != length:
             raise self._fail(key, f"{length} values (one per level)", value)
         return tuple(value)
@@ -146,42 +158,54 @@ class _Section:
             raise SRError(f"{self.where} has unknown key(s) {', '.join(unknown)}")
 
 
-def _resolve(value: Any, root: dict, where: str, seen: tuple[str, ...] = ()) -> Any:
-    """``value`` with every ``${dotted.path}`` replaced by what it names in ``root`` (recursively)."""
+# Interpolations can refer to interpolations: bounded, so a chain of ${a}${a} doubling at every level cannot
+# run away (the official configs resolve in a few dozen steps).
+MAX_RESOLVE_STEPS = 10_000
+MAX_RESOLVED_TEXT = 4096
+
+
+def _resolve(value: Any, root: dict, source: str, where: str, seen: tuple[str, ...] = (),
+             budget: list[int] | None = None) -> Any:
+    """``value`` (at ``where`` in the file ``source``) with every ``${dotted.path}`` replaced by what it names in
+    ``root`` (recursively)."""
+    budget = [MAX_RESOLVE_STEPS] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SRError(f"{source}: {where}: the interpolations take more than {MAX_RESOLVE_STEPS:,} steps to resolve")
     if isinstance(value, dict):
-        return {k: _resolve(v, root, f"{where}.{k}", seen) for k, v in value.items()}
+        return {k: _resolve(v, root, source, f"{where}.{k}", seen, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve(v, root, where, seen) for v in value]
+        return [_resolve(v, root, source, where, seen, budget) for v in value]
     if not isinstance(value, str) or "${" not in value:
         return value
 
     def lookup(path: str) -> Any:
         if not _PATH.match(path):
-            raise SRError(f"{where}: interpolation ${{{path}}} is not a plain key path (only those are resolved)")
+            raise SRError(f"{source}: {where}: interpolation ${{{path}}} is not a plain key path (only those are resolved)")
         if path in seen:
-            raise SRError(f"{where}: interpolation ${{{path}}} refers to itself")
+            raise SRError(f"{source}: {where}: interpolation ${{{path}}} refers to itself")
         node: Any = root
         for part in path.split("."):
             if not isinstance(node, dict) or part not in node:
-                raise SRError(f"{where}: interpolation ${{{path}}} names nothing in the config")
+                raise SRError(f"{source}: {where}: interpolation ${{{path}}} names nothing in the config")
             node = node[part]
-        return _resolve(node, root, path, (*seen, path))
+        return _resolve(node, root, source, path, (*seen, path), budget)
 
     whole = _REFERENCE.fullmatch(value)
     if whole:
         return lookup(whole.group(1))
-    return _REFERENCE.sub(lambda m: str(lookup(m.group(1))), value)
+    text = _REFERENCE.sub(lambda m: str(lookup(m.group(1))), value)
+    if len(text) > MAX_RESOLVED_TEXT:
+        raise SRError(f"{source}: {where}: an interpolated value grows to {len(text):,} characters (at most {MAX_RESOLVED_TEXT:,})")
+    return text
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The official YAML's three sections, interpolations resolved."""
-    try:
-        document = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise SRError(f"config {path} is unreadable ({str(err).splitlines()[0]})") from err
+    document = read_yaml(Path(path), "config")
     if not isinstance(document, dict) or any(not isinstance(document.get(s), dict) for s in SECTIONS):
         raise SRError(f"config {path} is not an official ResShift/SinSR config: it needs {', '.join(SECTIONS)} sections")
-    return {s: _resolve(document[s], document, f"config {path}: {s}") for s in SECTIONS}
+    return {s: _resolve(document[s], document, f"config {path}", s) for s in SECTIONS}
 
 
 def _unet(s: _Section, code: OfficialCode, latent_channels: int) -> UNetConfig:
@@ -213,11 +237,11 @@ def _unet(s: _Section, code: OfficialCode, latent_channels: int) -> UNetConfig:
                       f"be multiples of {GROUPS} (GroupNorm32) and of the {heads} attention heads")
     return UNetConfig(
         image_size=s.int("image_size"), in_channels=in_channels, model_channels=model_channels,
-        out_channels=latent_channels, num_res_blocks=s.ints("num_res_blocks", length=len(mult)),
+        out_channels=latent_channels, num_res_blocks=s.ints("num_res_blocks", length=len(mult), maximum=MAX_BLOCKS),
         attention_resolutions=s.ints("attention_resolutions"), channel_mult=mult,
         conv_resample=s.bool("conv_resample", True), num_heads=heads,
         use_scale_shift_norm=s.bool("use_scale_shift_norm", False), resblock_updown=s.bool("resblock_updown", False),
-        swin_depth=s.int("swin_depth", 2), swin_embed_dim=embed_dim, window_size=s.int("window_size", 8),
+        swin_depth=s.int("swin_depth", 2, maximum=MAX_BLOCKS), swin_embed_dim=embed_dim, window_size=s.int("window_size", 8),
         mlp_ratio=s.float("mlp_ratio", 2.0), patch_norm=s.bool("patch_norm", False),
     )
 
@@ -238,7 +262,7 @@ def _vq(s: _Section) -> VQConfig:
         raise SRError(f"{dd.where}: widths {[ch * m for m in mult]} must be multiples of {GROUPS} (GroupNorm)")
     return VQConfig(
         embed_dim=s.int("embed_dim"), n_embed=s.int("n_embed"), z_channels=dd.int("z_channels"), ch=ch, ch_mult=mult,
-        num_res_blocks=dd.ints("num_res_blocks", length=len(mult)),
+        num_res_blocks=dd.ints("num_res_blocks", length=len(mult), maximum=MAX_BLOCKS),
         attn_resolutions=dd.ints("attn_resolutions", []), resolution=dd.int("resolution"),
         resamp_with_conv=dd.bool("resamp_with_conv", True),
     )
@@ -252,7 +276,7 @@ def _diffusion(s: _Section) -> DiffusionConfig:
     s.require("sf", (SCALE,), 4)
     s.require("predict_type", ("xstart",), "xstart", "every released model predicts x0")
     power = _Section(s.params.get("schedule_kwargs") or {}, f"{s.where}.schedule_kwargs").float("power")
-    steps = s.int("steps", 1000, minimum=2)
+    steps = s.int("steps", 1000, minimum=2, maximum=MAX_STEPS, why="the official configs train with 1,000")
     respacing = s.params.get("timestep_respacing")
     if respacing is not None:
         respacing = s.int("timestep_respacing", minimum=2)

@@ -17,7 +17,7 @@ from .layouts import LAYOUTS
 if TYPE_CHECKING:
     from ...builders.backends import EngineBackend
 
-OVERLAP = click.Option(["--overlap"], type=int, default=None,
+OVERLAP = click.Option(["--overlap"], type=click.IntRange(0, shared.MAX_TILE), default=None,
                        help="LR px of context around each tile, cropped from its output (default 16).")
 # On the CPU the engines take any size, and every tile recomputes its overlap ((128 / 96)^2 = 1.78x the work at
 # tile 128): Table 7's 512-px LR image runs in one call. GPU profiles keep the tile small.

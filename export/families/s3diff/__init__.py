@@ -54,6 +54,7 @@ class S3DiffExport(ExportFamily):
         source = resolve_source(options["sd_turbo"], options["checkpoint"], options["de_net"], allow_demo=False,
                                 report=report)
         reference = S3DiffReference(source.components, device=options["device"])
+        settings.check_vae(reference.section.vae_factor)
         return ImageRunner(lambda image, progress, per_image: reference.upscale(image, settings, progress),
                            lambda height, width: image_cost(height, width, reference.section, settings))
 

@@ -65,6 +65,9 @@ class S3DiffFamily(Family):
         super().__init__(bundle, manifest)
         self.prompt_embeds = load_prompt_embeds(self.bundle, self.section)
 
+    def check_options(self, options: S3DiffOptions) -> None:
+        options.check_vae(self.section.vae_factor)
+
     def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
         return s3diff_plan(self.section, self.prompt_embeds, variant, batch, height, width)
 

@@ -48,6 +48,13 @@ class S3DiffOptions:
             raise SRError(f"latent overlap {self.tiles.latent_overlap} must be below the latent tile "
                           f"{self.tiles.latent_tile} (the official tile grid would never end)")
 
+    def check_vae(self, vae_factor: int) -> None:
+        """Refuses encoder tiles the VAE cannot downsample evenly: their latents would not meet (found only once
+        every tile had run its encoder)."""
+        if self.tiles.vae_encoder_tile % vae_factor:
+            raise SRError(f"VAE encoder tile {self.tiles.vae_encoder_tile} must be a multiple of the VAE's factor "
+                          f"{vae_factor} (the official default is {VAE_ENCODER_TILE})")
+
     @property
     def wavelet(self) -> bool:
         """Whether the wavelet colour fix runs: unless "none" is asked for."""
