@@ -11,6 +11,7 @@ folder, file or working directory.
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import os
 import shutil
@@ -20,9 +21,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sr_runtime.bounded_parse import read_json
+from sr_runtime.bounded_parse import check_document, read_json
 from sr_runtime.errors import SRError
+from sr_runtime.images import fitted_name
 from sr_runtime.manifest import BUNDLE_FORMAT, MANIFEST_NAME, Manifest
+from sr_runtime.records import record_dict
 
 TMP_MARK = ".tmp-"  # a folder being written
 OLD_MARK = ".old-"  # a folder being replaced
@@ -117,9 +120,14 @@ def check_bundle_target(final: Path) -> None:
         raise SRError(problem)
 
 
+def _scratch(final: Path, mark: str) -> str:
+    """The start of a hidden sibling's name: ".<name><mark>", followed by 8 hex digits."""
+    return f".{fitted_name(final.name, len(f'.{mark}12345678'))}{mark}"
+
+
 def remove_stale_partials(final: Path) -> None:
     """Scratch folders of writers that were killed; only called under ``final``'s lock."""
-    for stale in final.parent.glob(f".{final.name}{TMP_MARK}*"):
+    for stale in final.parent.glob(f"{glob.escape(_scratch(final, TMP_MARK))}*"):
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -128,7 +136,7 @@ def atomic_folder_locked(final: Path, replaceable: Callable[[Path], str | None] 
     """``atomic_folder`` for a caller that already holds ``folder_lock(final)``."""
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(final)
-    tmp = final.parent / f".{final.name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    tmp = final.parent / f"{_scratch(final, TMP_MARK)}{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
@@ -137,7 +145,7 @@ def atomic_folder_locked(final: Path, replaceable: Callable[[Path], str | None] 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = final.parent / f".{final.name}{OLD_MARK}{uuid.uuid4().hex[:8]}"
+    old = final.parent / f"{_scratch(final, OLD_MARK)}{uuid.uuid4().hex[:8]}"
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
@@ -154,7 +162,9 @@ def atomic_folder(final: Path, replaceable: Callable[[Path], str | None] | None 
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
-    """Written last, and atomically, so a manifest means every file it names is already there."""
+    """Written last, and atomically, so a manifest means every file it names is already there. A constant the
+    runtime would refuse (a NaN or an infinity from a config's extreme values) fails the build here, named."""
+    check_document(record_dict(manifest), "the bundle's manifest")
     tmp = folder / f"{MANIFEST_NAME}.partial"
     tmp.write_text(manifest.to_json())
     os.replace(tmp, folder / MANIFEST_NAME)

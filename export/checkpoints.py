@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from sr_runtime.bounded_parse import regular_file
 from sr_runtime.errors import SRError
 
 # DDP's "module." sits outside torch.compile's "_orig_mod.": the nesting the official reload_model
@@ -23,8 +24,7 @@ def load_checkpoint_dict(path: str | Path) -> dict[Any, Any]:
     """The state dict stored at ``path``: ``torch.load(weights_only=True)`` on the CPU, with a
     ``{'state_dict': ...}`` wrapper removed as the official sampler does. Every failure is an SRError."""
     path = Path(path)
-    if not path.is_file():
-        raise SRError(f"checkpoint {path} not found")
+    regular_file(path, "checkpoint")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load fails with many types (IndexError, KeyError, EOFError...) on junk

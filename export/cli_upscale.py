@@ -18,7 +18,7 @@ from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.bounded_parse import read_text
 from sr_runtime.errors import SRError
 from sr_runtime.family import TileProgress
-from sr_runtime.images import Inputs
+from sr_runtime.images import Inputs, OutputFile
 from sr_runtime.scale_out.image_file import check_replaceable, failure_of, upscale_file
 
 from .cli_families import OptionGroup
@@ -38,9 +38,13 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def _where(path: Path) -> Path:
-    """Where ``path`` would be written: its folder's real path and its name (the file need not exist)."""
-    return Path(os.path.realpath(path.parent)) / path.name
+def _identity(path: Path) -> tuple[int, int] | None:
+    """What the file system calls the file (through symbolic and hard links); None where there is none yet."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def plan_outputs(inputs: tuple[str, ...], found: Inputs, output: Path) -> list[Path]:
@@ -66,9 +70,10 @@ def check_written(found: Inputs, targets: list[Path], paths: dict[str, Path], bu
     refused before any work if it is an input (an image or a list file, also through links), a file of the
     bundle being run, or a file something else of this run writes too. Whether an existing file may be
     replaced is each image's own question (``--overwrite``)."""
-    protected = [*found.images, *found.lists]
-    bundle_folder = Path(os.path.realpath(bundle)) if bundle is not None else None
-    writers: dict[Path, str] = {}
+    protected = {identity: path for path in [*found.images, *found.lists] if (identity := _identity(path))}
+    bundle_folder = os.path.realpath(bundle) if bundle is not None else None
+    folders: dict[Path, str] = {}  # each output folder's real path, resolved once
+    writers: dict[str, str] = {}
     for flag, path in paths.items():
         if len(found.images) > 1 and STEM not in str(path):
             raise SRError(f"{flag_name(flag)} {path}: with several images put {STEM} in the path (e.g. maps/{STEM}.png)")
@@ -76,10 +81,11 @@ def check_written(found: Inputs, targets: list[Path], paths: dict[str, Path], bu
         written = [(target, f"the output of {image}"),
                    *((file, f"{flag_name(flag)} of {image}") for flag, file in image_options(paths, image).items())]
         for file, what in written:
-            where = _where(file)
-            if clash := next((i for i in protected if _same(file, i) or _where(i) == where), None):
+            folder = folders.setdefault(file.parent, os.path.realpath(file.parent))
+            where = os.path.join(folder, file.name)
+            if (identity := _identity(file)) and (clash := protected.get(identity)):
                 raise SRError(f"{file} ({what}) would overwrite the input {clash}; give another path")
-            if bundle_folder is not None and bundle_folder in where.parents:
+            if bundle_folder is not None and os.path.commonpath([bundle_folder, folder]) == bundle_folder:
                 raise SRError(f"{file} ({what}) is inside the bundle {bundle}; give another path")
             if (other := writers.setdefault(where, what)) != what:
                 raise SRError(f"{other} and {what} would both be written to {file}; give another path")
@@ -119,9 +125,10 @@ def image_options(paths: dict[str, Path], image: Path) -> dict[str, Path]:
 def _upscale_one(runner: ImageRunner, image: Path, target: Path, memory_limit: int, overwrite: bool) -> None:
     from tqdm import tqdm
 
-    files = image_options(runner.paths, image)
-    for path in files.values():  # written by the family: checked before the work, like the output
+    paths = image_options(runner.paths, image)
+    for path in paths.values():  # written by the family: checked before the work, like the output
         check_replaceable(path, overwrite)
+    files = {name: OutputFile(path, overwrite) for name, path in paths.items()}
 
     def run(pixels: np.ndarray, _: TileProgress | None) -> np.ndarray:
         height, width = pixels.shape[:2]
@@ -243,8 +250,10 @@ def scale_out(ctx: click.Context, workers: int, found: Inputs, targets: list[Pat
     # the bundle they see again; local ones would read the files just checked.
     settings = WorkerSettings(bundle.absolute(), verify and params["ray_address"] is not None, workers, cpus,
                               params["gpus_per_worker"], max_memory, runtime.cuda_graph)
+    # Per-image files are never replaced by a worker: the run folder's record decides, before any starts, which
+    # existing ones are this run's own to remove.
     tasks = [ImageTask(image.absolute(), target.absolute(),
-                       {**run, **{name: path.absolute() for name, path in image_options(paths, image).items()}})
+                       {**run, **{name: OutputFile(path.absolute()) for name, path in image_options(paths, image).items()}})
              for image, target in zip(found.images, targets, strict=True)]
     click.echo(f"on Ray ({params['ray_address'] or 'local'}): {workers} workers, each with {cpus} CPU and "
                f"{params['gpus_per_worker']:g} GPU", err=True)

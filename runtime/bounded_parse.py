@@ -33,12 +33,25 @@ class _TooLarge(Exception):
     pass
 
 
-def read_text(path: Path, what: str, max_bytes: int = MAX_BYTES) -> str:
-    """The file's text: a regular file of at most ``max_bytes`` bytes, in UTF-8."""
+def regular_file(path: Path, what: str) -> os.stat_result:
+    """``path``'s status, refusing what is not a regular file before it is opened: reading a pipe waits for a
+    writer for ever, a device such as /dev/zero never ends."""
     try:
         info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise SRError(f"{what} {path} is not a regular file")
+    except FileNotFoundError:
+        raise SRError(f"{what} {path} not found") from None
+    except OSError as err:
+        raise SRError(f"{what} {path} cannot be read ({err.strerror or err})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a pipe, socket or device"
+        raise SRError(f"{what} {path} is not a regular file ({kind})")
+    return info
+
+
+def read_text(path: Path, what: str, max_bytes: int = MAX_BYTES) -> str:
+    """The file's text: a regular file of at most ``max_bytes`` bytes, in UTF-8."""
+    info = regular_file(path, what)
+    try:
         if info.st_size > max_bytes:
             raise SRError(f"{what} {path} is {info.st_size:,} bytes, above the limit of {max_bytes:,}")
         with open(path, "rb") as file:
@@ -54,15 +67,15 @@ def read_text(path: Path, what: str, max_bytes: int = MAX_BYTES) -> str:
                       "file?") from None
 
 
-def check_document(value: Any, where: str) -> None:
-    """Refuses a parsed document deeper than ``MAX_DEPTH``, larger than ``MAX_VALUES`` values (counted as
+def check_document(value: Any, where: str, max_values: int = MAX_VALUES) -> None:
+    """Refuses a parsed document deeper than ``MAX_DEPTH``, of more than ``max_values`` values (counted as
     expanded: a shared or recursive YAML node counts each time it is reached) or holding a non-finite number."""
-    budget = [MAX_VALUES]
+    budget = [max_values]
 
     def walk(node: Any, depth: int, at: str) -> None:
         budget[0] -= 1
         if budget[0] < 0:
-            raise SRError(f"{where}: more than {MAX_VALUES:,} values once its aliases are expanded")
+            raise SRError(f"{where}: more than {max_values:,} values once its aliases are expanded")
         if depth > MAX_DEPTH:
             raise SRError(f"{where}: nested deeper than {MAX_DEPTH} levels (at {at or 'the top'})")
         if isinstance(node, float) and not math.isfinite(node):
@@ -82,14 +95,14 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def parse_json(text: str, where: str) -> Any:
+def parse_json(text: str, where: str, max_values: int = MAX_VALUES) -> Any:
     try:
         document = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise SRError(f"{where}: nested too deeply to parse") from None
     except ValueError as err:  # JSONDecodeError included
         raise SRError(f"{where}: not valid JSON ({err})") from None
-    check_document(document, where)
+    check_document(document, where, max_values)
     return document
 
 
@@ -134,6 +147,8 @@ def parse_yaml(text: str, where: str) -> Any:
         raise SRError(f"{where}: {err}") from None
     except RecursionError:
         raise SRError(f"{where}: nested too deeply to parse") from None
+    except ValueError as err:  # an integer of thousands of digits, which Python refuses to convert
+        raise SRError(f"{where}: not valid YAML ({err})") from None
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SRError(f"{where}: not valid YAML ({first})") from None
@@ -141,8 +156,8 @@ def parse_yaml(text: str, where: str) -> Any:
     return document
 
 
-def read_json(path: Path, what: str, max_bytes: int = MAX_BYTES) -> Any:
-    return parse_json(read_text(path, what, max_bytes), f"{what} {path}")
+def read_json(path: Path, what: str, max_bytes: int = MAX_BYTES, max_values: int = MAX_VALUES) -> Any:
+    return parse_json(read_text(path, what, max_bytes), f"{what} {path}", max_values)
 
 
 def read_yaml(path: Path, what: str, max_bytes: int = MAX_BYTES) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from .bounded_parse import regular_file
 from .errors import SRError
 from .manifest import Manifest, read_manifest
 from .version import TOOL_VERSION
@@ -18,7 +19,8 @@ from .version import TOOL_VERSION
 CHUNK = 16 * 2**20
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, what: str = "file") -> str:
+    regular_file(path, what)
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(CHUNK):

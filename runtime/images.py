@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import stat
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,13 +73,23 @@ def _check_size(path: Path, width: int, height: int) -> None:
 # ---- 16-bit PNG (Pillow truncates 16-bit RGB PNGs to 8 bits, pypng reads them exactly) ----
 
 
-def _png_bit_depth(path: Path) -> int:
+class _PngHeader(png.Reader):
+    """pypng's reader of the chunks before the pixels, also noting an APNG's animation control chunk (acTL,
+    which comes before the first IDAT): its frame count may say 1 and the file hold more."""
+
+    animated = False
+
+    def _process_acTL(self, data: bytes) -> None:  # pypng calls _process_<chunk type> for each chunk it reads
+        self.animated = True
+
+
+def _png_header(path: Path) -> _PngHeader:
     with path.open("rb") as file:
-        reader = png.Reader(file=file)
+        reader = _PngHeader(file=file)
         reader.preamble()
     # Checked here because Pillow refuses a zero-size PNG with a vaguer "cannot identify" error.
     _check_size(path, reader.width, reader.height)
-    return reader.bitdepth
+    return reader
 
 
 def _read_png16(path: Path) -> np.ndarray:
@@ -157,35 +166,40 @@ def _pillow_image(path: Path) -> Iterator[Image.Image]:
 
 @dataclass(frozen=True)
 class ImageHeader:
+    path: Path
     width: int
     height: int
     frames: int  # pictures in the file: more than one in animations, multi-page TIFFs and camera MPO files
     format: str  # Pillow's name of it
+    animated: bool = False  # an animated PNG, whatever frame count it declares
 
 
-def probe_image(path: str | Path) -> ImageHeader:
+def _probe_image(path: str | Path) -> ImageHeader:
     """What the file's header says, without decoding the pixels; an SRError naming the file if it is not an
     image sr-export reads."""
     path = Path(path)
     _check_readable_file(path)
     try:
-        if _is_png(path):
-            _png_bit_depth(path)  # pypng's reading of the header, which decodes 16-bit PNGs, checks it too
+        animated = _is_png(path) and _png_header(path).animated  # pypng decodes 16-bit PNGs: its reading counts
         with _pillow_image(path) as image:
-            return ImageHeader(image.width, image.height, getattr(image, "n_frames", 1), image.format or "")
+            return ImageHeader(path, image.width, image.height, getattr(image, "n_frames", 1), image.format or "",
+                               animated)
     except SRError:
         raise
     except Exception as err:  # decoders raise many different types on corrupt or truncated data
         raise _fail(path, f"cannot be read as an image ({type(err).__name__}: {err})") from err
 
 
-def _check_frames(path: Path, header: ImageHeader) -> None:
+def _check_frames(header: ImageHeader) -> None:
+    if header.animated:
+        raise _fail(header.path, "is an animated PNG (APNG); sr-export upscales single images: extract the frames "
+                                 "first")
     if header.frames == 1:
         return
     if header.format == "MPO":  # a camera's main picture, then previews or a second view
-        log.warning("%s holds %d pictures (MPO); the first, the main image, is upscaled", path, header.frames)
+        log.warning("%s holds %d pictures (MPO); the first, the main image, is upscaled", header.path, header.frames)
         return
-    raise _fail(path, f"has {header.frames} frames (an animation or a multi-page file); sr-export upscales single "
+    raise _fail(header.path, f"has {header.frames} frames (an animation or a multi-page file); sr-export upscales single "
                       "images: extract the frames first")
 
 
@@ -202,7 +216,7 @@ def _is_png(path: Path) -> bool:
 
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:
-    if _is_png(path) and _png_bit_depth(path) == 16:
+    if _is_png(path) and _png_header(path).bitdepth == 16:
         return _read_png16(path), 16
     return _read_with_pillow(path)
 
@@ -222,24 +236,21 @@ def _check_readable_file(path: Path) -> None:
         raise _fail(path, "file is empty")
 
 
-def _pillow_pixel_limit() -> int | None:
-    return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
+def within_pillows_limit(header: ImageHeader) -> None:
+    """Refuses an image larger than Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, doubled)."""
+    if Image.MAX_IMAGE_PIXELS is not None and header.width * header.height > 2 * Image.MAX_IMAGE_PIXELS:
+        raise _fail(header.path, f"{header.width}x{header.height} is more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels")
 
 
-_PILLOWS_LIMIT = object()  # read_image's default: Pillow's own decompression-bomb limit
-
-
-def read_image(path: str | Path, max_pixels: int | None | object = _PILLOWS_LIMIT) -> LoadedImage:
-    """Reads an image as RGB float32 in [0, 1]; 16-bit PNG and gray TIFF keep their 16 bits. An image of
-    more than ``max_pixels`` pixels is refused from its header (default: Pillow's decompression-bomb limit;
-    None: no limit, for a caller whose own guard has judged the size), and so is an animation or a
-    multi-page file (a camera's multi-picture JPEG gives its main picture, with a warning)."""
+def read_image(path: str | Path, admit: Callable[[ImageHeader], None] = within_pillows_limit) -> LoadedImage:
+    """Reads an image as RGB float32 in [0, 1]; 16-bit PNG and gray TIFF keep their 16 bits. ``admit`` judges
+    its header before any pixel is decoded (and raises to refuse it; the default: Pillow's own limit). An
+    animation or a multi-page file is refused (a camera's multi-picture JPEG gives its main picture, with a
+    warning)."""
     path = Path(path)
-    header = probe_image(path)
-    limit = _pillow_pixel_limit() if max_pixels is _PILLOWS_LIMIT else max_pixels
-    if limit is not None and header.width * header.height > limit:
-        raise _fail(path, f"{header.width}x{header.height} is more than {limit:,} pixels")
-    _check_frames(path, header)
+    header = _probe_image(path)
+    _check_frames(header)
+    admit(header)
     try:
         pixels, bit_depth = _decode(path)
     except SRError:
@@ -291,21 +302,34 @@ def _encoder_for(path: Path, pixels: np.ndarray, bit_depth: int) -> Callable[[Bi
     return _png8_writer(pixels) if bit_depth == 8 else _png16_writer(pixels)
 
 
-# A temporary file's name: ".<output name>.<8 hex>.tmp", the output's name shortened (with a hash of it) where
-# the whole would pass the 255 bytes most file systems allow.
-_TEMP_SUFFIX_BYTES = len(".12345678.tmp") + 1
-_NAME_MAX = 255
-# A temporary file older than this whose writer holds no lock on it was left by a killed process.
-STALE_TEMP_SECONDS = 60.0
+NAME_MAX = 255  # bytes in a file name, on most file systems
+
+
+def fitted_name(name: str, extra: int) -> str:
+    """``name``, shortened (its start, then a hash of the whole) where ``extra`` more bytes would pass
+    ``NAME_MAX``: the hidden siblings of a file or folder whose name is already near the limit."""
+    if len(name.encode()) + extra <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return name.encode()[:NAME_MAX - extra - len(digest) - 1].decode(errors="ignore") + "~" + digest
 
 
 def temp_prefix(path: Path) -> str:
-    """What the temporary files of ``path`` are named up to their random part."""
-    name = path.name
-    if len(name.encode()) + _TEMP_SUFFIX_BYTES > _NAME_MAX:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-        name = name.encode()[:_NAME_MAX - _TEMP_SUFFIX_BYTES - 17].decode(errors="ignore") + "~" + digest
-    return f".{name}."
+    """What the temporary files of ``path`` are named up to their random part: ".<name>.<8 hex>.tmp"."""
+    return f".{fitted_name(path.name, len('..12345678.tmp'))}."
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A file a run writes per image beside its output (InvSR's steps map), and whether an existing one may be
+    replaced; a plain path given to the runtime may be."""
+
+    path: Path
+    replace: bool = False
+
+    @classmethod
+    def of(cls, target: str | Path | OutputFile) -> OutputFile:
+        return target if isinstance(target, OutputFile) else cls(Path(target), replace=True)
 
 
 class OutputExists(SRError):
@@ -356,12 +380,10 @@ def temp_files(path: Path) -> list[os.DirEntry]:
 
 
 def remove_stale_temps(path: Path) -> None:
-    """Removes the temporary files of ``path`` that killed writers left: older than a minute and locked by
-    no process."""
+    """Removes the temporary files of ``path`` that killed writers left: those no process holds a lock on (a
+    writer takes it right after creating the file; one caught in between loses its file and fails, in one line)."""
     for entry in temp_files(path):
         try:
-            if time.time() - entry.stat(follow_symlinks=False).st_mtime < STALE_TEMP_SECONDS:
-                continue
             with open(entry.path, "rb") as file:
                 fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live writer holds it
                 os.unlink(entry.path)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bounded_parse import read_json
+from .bounded_parse import parse_json, read_text
 from .errors import SRError
 from .precision import Precision
 from .records import RecordError, parse_record, record_dict
@@ -27,7 +28,8 @@ BUNDLE_FORMAT = "sr-export-bundle"
 FORMAT_VERSION = 3  # 3: the manifest's own checksum
 MANIFEST_NAME = "manifest.json"
 TENSOR_DTYPES = ("float32", "float16")
-CHECKSUM = "checksum"  # the manifest's field holding manifest_checksum of the rest
+CHECKSUM = "checksum"  # the manifest's last field: the sha256 of its own text (see manifest_text)
+_UNSEALED = "0" * 64  # the checksum's value while the text is hashed
 MAX_MANIFEST_BYTES = 4 * 2**20  # the largest bundle's (S3Diff, 58 graphs) is about 100 kB
 
 
@@ -127,8 +129,7 @@ class Manifest:
 
     def to_json(self) -> str:
         """The manifest's text, with its ``checksum`` (which ``read_manifest`` checks)."""
-        data = record_dict(self)
-        return json.dumps({**data, CHECKSUM: manifest_checksum(data)}, indent=2)
+        return manifest_text(record_dict(self))
 
     def all_files(self) -> list[tuple[str, FileRecord]]:
         """(what it is, record) of every file the runtime reads."""
@@ -136,10 +137,24 @@ class Manifest:
             ("the family", r) for r in self.files]
 
 
-def manifest_checksum(data: dict) -> str:
-    """The sha256 of a manifest's contents (as parsed JSON, its ``checksum`` left out), independent of layout."""
-    body = json.loads(json.dumps({key: value for key, value in data.items() if key != CHECKSUM}))
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def _sealed(text: str, checksum: str) -> str:
+    """``text`` whose last ``"checksum": "..."`` holds ``checksum``: JSON escapes quotes inside strings, so only
+    the key itself can read so."""
+    key = f'"{CHECKSUM}": "'
+    at = text.rfind(key) + len(key)
+    return text[:at] + checksum + text[at + len(_UNSEALED):]
+
+
+def _text_checksum(text: str) -> str:
+    return hashlib.sha256(_sealed(text, _UNSEALED).encode()).hexdigest()
+
+
+def manifest_text(data: dict) -> str:
+    """A manifest's JSON text, its last field the sha256 of the whole text (taken with that field zeroed): every
+    byte of the file is covered, layout included."""
+    text = json.dumps({**{k: v for k, v in data.items() if k != CHECKSUM}, CHECKSUM: _UNSEALED}, indent=2,
+                      allow_nan=False)
+    return _sealed(text, _text_checksum(text))
 
 
 def parse_manifest(data: dict) -> Manifest:
@@ -158,11 +173,12 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
     path = Path(bundle) / MANIFEST_NAME
     if not Path(bundle).is_dir():
         raise SRError(f"bundle {bundle} does not exist (build one with `sr-export build`)")
-    if path.is_symlink():
-        raise SRError(f"{path} is a symbolic link; a bundle's files are its own, rebuild it")
+    if links := sorted(entry.name for entry in os.scandir(bundle) if entry.is_symlink()):
+        raise SRError(f"bundle {bundle} holds the symbolic link {links[0]}; a bundle's files are its own, rebuild it")
     if not path.is_file():
         raise SRError(f"{bundle} is not a complete bundle: {MANIFEST_NAME} is missing (an interrupted build?); rebuild it")
-    data = read_json(path, "bundle manifest", MAX_MANIFEST_BYTES)
+    text = read_text(path, "bundle manifest", MAX_MANIFEST_BYTES)
+    data = parse_json(text, f"bundle manifest {path}")
     if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
         raise SRError(f"{path} is not an sr-export bundle manifest")
     if data.get("format_version") != FORMAT_VERSION or data.get("tool_version") != tool_version:
@@ -170,8 +186,9 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
             f"bundle {bundle} was built by sr-export {data.get('tool_version')} (format {data.get('format_version')}), "
             f"this is sr-export {tool_version} (format {FORMAT_VERSION}); rebuild it with `sr-export build`"
         )
-    if data.get(CHECKSUM) != manifest_checksum(data):
-        raise SRError(f"{path} changed since the build (its checksum does not match its contents); rebuild the bundle")
+    checksum = data.get(CHECKSUM)
+    if not isinstance(checksum, str) or len(checksum) != len(_UNSEALED) or _text_checksum(text) != checksum:
+        raise SRError(f"{path} changed since the build (its checksum does not match its text); rebuild the bundle")
     try:
         manifest = parse_manifest(data)
     except RecordError as err:
@@ -182,9 +199,6 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
         if Path(record.file).name != record.file:  # a manifest must not reach outside its bundle
             raise SRError(f"{path}: {owner} names {record.file!r}, which is not a file in the bundle")
         file = Path(bundle) / record.file
-        if file.is_symlink():
-            raise SRError(f"bundle {bundle}: {record.file} of {owner} is a symbolic link; a bundle's files are its own, "
-                          "rebuild it")
         if not file.is_file() or file.stat().st_size != record.size:
             raise SRError(f"bundle {bundle}: {record.file} of {owner} is missing or truncated; rebuild it")
     return manifest

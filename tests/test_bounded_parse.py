@@ -21,6 +21,9 @@ LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9))
 MERGES = "m0: &m0 {k0: 1, k1: 2}\n" + "".join(
     f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], x{i}: 1}}\n" for i in range(1, 30))
+# A chain of interpolations, each a level of recursion if followed.
+CHAIN = "model:\n  params:\n" + "".join(f"    v{i}: ${{model.params.v{i + 1}}}\n" for i in range(5000)) + \
+    "    v5000: x\nautoencoder: {}\ndiffusion: {}\n"
 # Interpolations that double at every level: 2**40 lookups if followed.
 DOUBLING = "model:\n  params:\n" + "".join(f"    v{i}: ${{model.params.v{i + 1}}}${{model.params.v{i + 1}}}\n"
                                            for i in range(40)) + "    v40: x\nautoencoder: {}\ndiffusion: {}\n"
@@ -91,6 +94,7 @@ def resshift_checkpoints(tmp_path) -> tuple[Path, Path]:
 @pytest.mark.parametrize("text, expected", [
     (LAUGHS, "values once its aliases are expanded"),
     (DOUBLING, "interpolations take more than"),
+    (CHAIN, "interpolations refer through more than 64 others"),
     ("model: {params: {}}\nautoencoder: {params: {}}\ndiffusion: {params: {kappa: .nan}}\n", "not a finite number"),
 ])
 def test_resshift_configs_are_refused_in_one_line(tmp_path, resshift_checkpoints, text, expected):

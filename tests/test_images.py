@@ -338,3 +338,15 @@ def test_collect_inputs_errors(tmp_path):
         with pytest.raises(SRError, match=needle) as err:
             collect_inputs(inputs)
         assert "\n" not in str(err.value)
+
+
+def test_write_without_replace_keeps_an_existing_file(tmp_path):
+    from sr_runtime.images import OutputExists
+
+    target = tmp_path / "out.png"
+    target.write_bytes(b"mine")
+    with pytest.raises(OutputExists, match="exists; pass --overwrite"):
+        write_image(target, np.zeros((4, 4, 3), np.float32), replace=False)
+    assert target.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    write_image(tmp_path / "new.png", np.zeros((4, 4, 3), np.float32), replace=False)
+    assert read_image(tmp_path / "new.png").pixels.shape == (4, 4, 3)

@@ -555,4 +555,4 @@ def test_config_unreadable(tmp_path, name, text, fragment) -> None:
 def test_config_missing_file(tmp_path) -> None:
     with pytest.raises(SRError) as excinfo:
         load_noise_predictor_config(tmp_path / "absent.yaml")
-    assert_one_line_error(excinfo, "absent.yaml", "cannot be read")
+    assert_one_line_error(excinfo, "absent.yaml", "not found")

@@ -116,6 +116,12 @@ def _broken(tmp_path: Path, edit) -> Path:
     (lambda c: c["model"]["params"].update(out_channels="${model.params.out_channels}"), "refers to itself"),
     (lambda c: c.pop("diffusion"), "needs model, autoencoder, diffusion"),
     (lambda c: c["diffusion"]["params"].update(steps=1.5), "steps must be an integer"),
+    # Extreme values the schedule cannot take: they overflowed, or built bundles whose constants were infinite.
+    (lambda c: c["diffusion"]["params"].update(kappa=1e300), "kappa must be a number above 0.001 and at most 100"),
+    (lambda c: c["diffusion"]["params"].update(min_noise_level=1e-310), "min_noise_level must be a number above"),
+    (lambda c: c["diffusion"]["params"].update(etas_end=1e300), "etas_end must be a number above"),
+    (lambda c: c["diffusion"]["params"].update(scale_factor=1e-300), "scale_factor must be a number above"),
+    (lambda c: c["model"]["params"].update(num_res_blocks=[2, 2, 100_000, 2]), "num_res_blocks must be a list"),
 ])
 def test_configs_the_official_code_would_not_run_are_one_line_errors(tmp_path, edit, message):
     with pytest.raises(SRError, match=message):

@@ -257,15 +257,13 @@ def test_an_existing_steps_map_is_kept_unless_overwrite(tmp_path, bundle, images
 
 
 def test_long_output_names_and_a_killed_runs_temporary_file(tmp_path, bundle, images):
-    from sr_runtime.images import STALE_TEMP_SECONDS, temp_prefix
+    from sr_runtime.images import temp_prefix
 
     long_name = tmp_path / ("x" * 251 + ".png")  # 255 bytes: the longest name; its temporary name is shortened
     assert _invoke("upscale", images / "a.png", "-o", long_name, "-e", bundle)[0] == 0 and long_name.is_file()
     target = tmp_path / "o.png"
     left = tmp_path / f"{temp_prefix(target)}0badc0de.tmp"  # as a killed run leaves it
     left.write_bytes(b"half an image")
-    old = time.time() - 2 * STALE_TEMP_SECONDS
-    os.utime(left, (old, old))
     assert _invoke("upscale", images / "a.png", "-o", target, "-e", bundle)[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
@@ -411,12 +409,45 @@ def test_an_image_whose_header_claims_too_many_pixels_is_refused_by_the_size_gua
     assert code == 1 and "13500x13500 would need about" in _one_error(output) and time.perf_counter() - start < 30
 
 
-@pytest.mark.parametrize("kind", ["apng", "webp", "tiff"])
-def test_multi_frame_images_are_refused_not_cut_to_their_first_frame(tmp_path, bundle, kind):
+def _declare_one_frame(path: Path) -> None:
+    """Rewrites an APNG's animation control chunk to declare a single frame, as a hostile file may."""
+    import struct
+    import zlib
+
+    data = bytearray(path.read_bytes())
+    at = data.index(b"acTL")
+    data[at + 4:at + 8] = struct.pack(">I", 1)
+    data[at + 12:at + 16] = struct.pack(">I", zlib.crc32(bytes(data[at:at + 12])))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind, message", [("apng", "is an animated PNG"), ("apng-declaring-one", "is an animated PNG"),
+                                           ("webp", "has 2 frames"), ("tiff", "has 2 frames")])
+def test_multi_frame_images_are_refused_not_cut_to_their_first_frame(tmp_path, bundle, kind, message):
     from PIL import Image
 
     frames = [Image.fromarray(np.full((20, 24, 3), v, np.uint8)) for v in (10, 200)]
-    path = tmp_path / f"clip.{ {'apng': 'png', 'webp': 'webp', 'tiff': 'tif'}[kind]}"
+    path = tmp_path / f"clip.{ {'webp': 'webp', 'tiff': 'tif'}.get(kind, 'png')}"
     frames[0].save(path, save_all=True, append_images=frames[1:], **({"lossless": True} if kind == "webp" else {}))
+    if kind == "apng-declaring-one":
+        _declare_one_frame(path)
     code, output = _invoke("upscale", path, "-o", tmp_path / "o.png", "-e", bundle)
-    assert code == 1 and "has 2 frames" in _one_error(output) and not (tmp_path / "o.png").exists()
+    assert code == 1 and message in _one_error(output) and not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_checkpoint_that_is_a_pipe_or_a_device_is_refused_at_once(tmp_path, special):
+    checkpoint = Path(special)
+    if special == "fifo":
+        checkpoint = tmp_path / "RealESRGAN_x4plus.pth"
+        os.mkfifo(checkpoint)
+    start = time.perf_counter()
+    code, output = _invoke(*RRDBNET_BUILD, "--checkpoint", checkpoint, "-o", tmp_path / "b")
+    assert code == 1 and "is not a regular file" in _one_error(output) and time.perf_counter() - start < 30
+
+
+def test_a_bundle_folder_whose_name_is_near_the_limit_is_built(tmp_path):
+    folder = tmp_path / ("b" * 255)
+    assert _invoke(*RRDBNET_BUILD, "-o", folder)[0] == 0 and (folder / MANIFEST_NAME).is_file()
+    assert _invoke(*RRDBNET_BUILD, "-o", folder)[0] == 0  # replaced through a scratch folder of a shortened name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]

@@ -266,3 +266,18 @@ def test_sigterm_ends_a_run_like_ctrl_c_with_its_summary(tmp_path, bundle, clust
     _, err = run.communicate(timeout=120)
     assert run.returncode == 128 + signal.SIGTERM and "terminated" in err and "Traceback" not in err, err
     assert _summary(out)["status"] == "interrupted"
+
+
+def test_steps_maps_of_a_run_are_its_own_and_a_users_file_is_never_replaced(tmp_path, bundle, cluster):
+    images, out, maps = _images(tmp_path / "in", 2, 24), tmp_path / "out", tmp_path / "maps"
+    maps.mkdir()
+    (maps / "img00.png").write_bytes(b"the user's own file")
+    args = ("upscale", images, "-o", out, "-e", bundle, "--steps-map", maps / "{stem}.png", *WORKERS)
+    code, output = _invoke(*args)
+    assert code == 1 and "no earlier run" in output and (maps / "img00.png").read_bytes() == b"the user's own file"
+    (maps / "img00.png").unlink()
+    assert _invoke(*args)[0] == 0 and len(_outputs(maps)) == 2
+    (out / "img01.png").unlink()  # as a run killed between writing an image's map and its output leaves it
+    code, output = _invoke(*args)
+    assert code == 0 and "1 done, 0 failed" in output and "1 already done" in output
+    assert (out / "img01.png").is_file() and len(_outputs(maps)) == 2

@@ -4,6 +4,7 @@ import pytest
 from sr_export.families.invsr.schedule import (
     DEFAULT_TIMESTEPS,
     build_schedule,
+    parse_timesteps,
     resolve_timesteps,
     sigma_table,
 )
@@ -86,3 +87,9 @@ def test_sigma_min_final_sigma():
 def test_non_epsilon_scheduler_refused():
     with pytest.raises(SRError, match="epsilon"):
         sigma_table({**SD_TURBO_SCHEDULER, "prediction_type": "v_prediction"})
+
+
+@pytest.mark.parametrize("values", [("",), (" , ",)])
+def test_timesteps_that_name_none_are_refused_not_taken_as_the_default(values):
+    with pytest.raises(SRError, match="names no timesteps"):
+        parse_timesteps(values)

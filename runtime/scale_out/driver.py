@@ -51,9 +51,9 @@ def upscale_on_ray(tasks: Sequence[ImageTask], skipped: Sequence[Path], folder: 
     run_folder = RunFolder(folder)
     record = RunRecord.of(bundle, options)
     with run_folder.locked():
-        todo = [tasks[i] for i in run_folder.pending([t.source for t in tasks], [t.target for t in tasks], record, redo)]
+        todo = [tasks[i] for i in run_folder.pending(tasks, record, redo)]
         summary = RunSummary(cluster.workers, len(tasks) - len(todo), list(skipped))
-        run_folder.start([t.source for t in todo], [t.target for t in todo], record, redo)
+        run_folder.start(todo, record, redo)
         try:
             if todo:
                 _stream(todo, settings, cluster, summary, report)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import SRError, os_error_line
 from ..family import TileProgress
-from ..images import OutputExists, probe_image, read_image, remove_stale_temps, write_image
+from ..images import OutputExists, read_image, remove_stale_temps, write_image
 from ..resources import ImageCost, check_cost
 
 Run = Callable[[np.ndarray, TileProgress | None], np.ndarray]  # (H,W,3) in [0,1], progress -> the SR image
@@ -35,9 +35,8 @@ def upscale_file(run: Run, cost: Cost, source: Path, target: Path, memory_limit:
     header, before it is read."""
     check_replaceable(target, replace)
     remove_stale_temps(target)
-    header = probe_image(source)
-    check_cost(header.width, header.height, cost(header.height, header.width), memory_limit)
-    loaded = read_image(source, max_pixels=None)  # the guard above judged its size
+    loaded = read_image(source, lambda header: check_cost(header.width, header.height,
+                                                          cost(header.height, header.width), memory_limit))
     result = run(loaded.pixels, on_tiles_done)
     write_image(target, result, bit_depth=loaded.bit_depth, replace=replace)
     return result.shape[1], result.shape[0]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SRError, raise_on_sigterm
+from ..images import OutputFile
 from .summary import Outcome
 from .worker import UpscaleWorker, WorkerSettings
 
@@ -43,6 +44,11 @@ class ImageTask:
     source: Path
     target: Path
     options: dict[str, Any]  # the family options for this image (Upscaler.upscale's keywords)
+
+    @property
+    def files(self) -> list[Path]:
+        """What the task writes besides its output (per-image files such as InvSR's steps map)."""
+        return [value.path for value in self.options.values() if isinstance(value, OutputFile)]
 
 
 def require_ray() -> Any:

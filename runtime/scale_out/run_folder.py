@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bounded_parse import read_json
 from ..bundle_check import sha256_file
@@ -29,10 +29,16 @@ from ..manifest import MANIFEST_NAME
 from ..records import RecordError, parse_record
 from .summary import RunSummary
 
+if TYPE_CHECKING:
+    from .ray_job import ImageTask
+
 RECORD_NAME = "sr-export-run.json"
 SUMMARY_NAME = "sr-export-summary.json"
 LOCK_NAME = ".sr-export-run.lock"
 RECORD_FORMAT = "sr-export-run/2"
+# The record names every output's input (about 150 bytes and 4 values each): room for ten million images.
+MAX_RECORD_BYTES = 2 * 2**30
+MAX_RECORD_VALUES = 50_000_000
 
 
 def source_identity(source: Path) -> list:
@@ -47,6 +53,7 @@ class RunRecord:
     bundle: str  # where the bundle was, for messages; the hash is what must match
     options: dict[str, Any]  # the family options, as JSON values
     outputs: dict[str, list] = field(default_factory=dict)  # output name -> source_identity of its input
+    files: dict[str, list] = field(default_factory=dict)  # a per-image file's path -> source_identity of its input
 
     @classmethod
     def of(cls, bundle: Path, options: Mapping[str, Any]) -> RunRecord:
@@ -95,7 +102,7 @@ class RunFolder:
     def _previous(self) -> RunRecord | None:
         if not self.record_path.exists():
             return None
-        data = read_json(self.record_path, "the run record")
+        data = read_json(self.record_path, "the run record", MAX_RECORD_BYTES, MAX_RECORD_VALUES)
         try:
             if not isinstance(data, dict) or data.pop("format", None) != RECORD_FORMAT:
                 raise RecordError("not a record of this sr-export version")
@@ -104,53 +111,70 @@ class RunFolder:
             raise SRError(f"{self.record_path} is not an sr-export run record ({err}); move it away or give another "
                           "output folder") from None
 
-    def pending(self, sources: Sequence[Path], targets: Sequence[Path], record: RunRecord, redo: bool) -> list[int]:
-        """The indices of ``targets`` still to do. Outputs of another bundle or options are refused unless
-        ``redo`` (then every image is done again, and the outputs replaced), and so is an output of the same
-        name made from another input."""
+    def pending(self, tasks: Sequence[ImageTask], record: RunRecord, redo: bool) -> list[int]:
+        """The indices of ``tasks`` still to do. Outputs of another bundle or options are refused unless ``redo``
+        (then every image is done again, and the outputs replaced), and so is an output of the same name made
+        from another input, and a per-image file (a steps map) already there that no earlier run of this one
+        wrote for that image."""
         present = {entry.name for entry in os.scandir(self.folder)}
-        finished = [i for i, target in enumerate(targets) if target.name in present]
+        finished = [i for i, task in enumerate(tasks) if task.target.name in present]
         previous = self._previous()
         if redo:
-            names = {target.name for target in targets}
+            names = {task.target.name for task in tasks}
             if previous is not None and not previous.same_kind(record) and (
                     kept := sorted(n for n in previous.outputs if n in present and n not in names)):
-                raise SRError(f"--redo upscales these {len(targets)} images again, but {self.folder} also holds "
+                raise SRError(f"--redo upscales these {len(tasks)} images again, but {self.folder} also holds "
                               f"{len(kept)} outputs of another run ({'; '.join(previous.differences(record))}; e.g. "
                               f"{kept[0]}) that would stay beside them; give another output folder")
-            return list(range(len(targets)))
+            return list(range(len(tasks)))
         if finished and previous is None:
-            raise SRError(f"{self.folder} already holds {len(finished)} of these outputs (e.g. {targets[finished[0]].name}) "
-                          f"but no {RECORD_NAME} naming the bundle that made them; pass --redo to replace them, "
-                          "or give another output folder")
+            raise SRError(f"{self.folder} already holds {len(finished)} of these outputs (e.g. "
+                          f"{tasks[finished[0]].target.name}) but no {RECORD_NAME} naming the bundle that made them; "
+                          "pass --redo to replace them, or give another output folder")
         if finished and previous is not None and (changes := previous.differences(record)):
             raise SRError(f"{self.folder} holds outputs of another run ({'; '.join(changes)}); pass --redo to "
                           "upscale every image again with this one, or give another output folder")
         for i in finished:
-            made_from = previous.outputs.get(targets[i].name)
-            if made_from != source_identity(sources[i]):
+            made_from = previous.outputs.get(tasks[i].target.name)
+            if made_from != source_identity(tasks[i].source):
                 was = f"from {made_from[0]}" if made_from else "by an unknown run"
-                raise SRError(f"{targets[i]} was made {was}, not from {sources[i]} as it is now (another image of the "
-                              "same name, or a changed one); pass --redo to upscale it again, or give another output "
-                              "folder")
+                raise SRError(f"{tasks[i].target} was made {was}, not from {tasks[i].source} as it is now (another "
+                              "image of the same name, or a changed one); pass --redo to upscale it again, or give "
+                              "another output folder")
         done = set(finished)
-        return [i for i in range(len(targets)) if i not in done]
+        todo = [i for i in range(len(tasks)) if i not in done]
+        for i in todo:
+            for file in tasks[i].files:
+                ours = previous is not None and previous.files.get(str(file)) == source_identity(tasks[i].source)
+                if (file.exists() or file.is_symlink()) and not ours:
+                    raise SRError(f"{file} exists and no earlier run into {self.folder} wrote it for "
+                                  f"{tasks[i].source}; remove it, pass --redo to replace it, or give another path")
+        return todo
 
-    def start(self, sources: Sequence[Path], targets: Sequence[Path], record: RunRecord, redo: bool) -> None:
-        """Before the first image (``targets`` are those to do): no temporary file of one left by a killed run;
-        with ``redo``, no output of an earlier run under their names (removed before the record changes, so a
-        resumed redo never keeps one); then the record, which names the input of every output it will hold."""
-        for target in targets:
-            for temp in temp_files(target):
-                Path(temp).unlink(missing_ok=True)
+    def start(self, tasks: Sequence[ImageTask], record: RunRecord, redo: bool) -> None:
+        """Before the first image (``tasks``: those to do): no temporary file of theirs left by a killed run, nor
+        a per-image file ``pending`` found to be this run's (a worker never replaces a file); with ``redo``, no
+        output of an earlier run under their names (removed before the record changes, so a resumed redo never
+        keeps one); then the record, which names the input of every file it will hold."""
+        for task in tasks:
+            for written in (task.target, *task.files):
+                for temp in temp_files(written):
+                    Path(temp).unlink(missing_ok=True)
+            for file in task.files:
+                file.unlink(missing_ok=True)
             if redo:
-                target.unlink(missing_ok=True)
+                task.target.unlink(missing_ok=True)
         previous = self._previous()
-        kept = previous.outputs if previous is not None and previous.same_kind(record) else {}
+        same = previous is not None and previous.same_kind(record)
         present = {entry.name for entry in os.scandir(self.folder)}
-        outputs = {name: made_from for name, made_from in kept.items() if name in present}
-        outputs.update({target.name: source_identity(source) for source, target in zip(sources, targets, strict=True)})
-        text = json.dumps({"format": RECORD_FORMAT, **asdict(replace(record, outputs=outputs))}, indent=1) + "\n"
+        outputs = {name: made_from for name, made_from in (previous.outputs if same else {}).items() if name in present}
+        files = {path: made_from for path, made_from in (previous.files if same else {}).items() if Path(path).exists()}
+        for task in tasks:
+            made_from = source_identity(task.source)
+            outputs[task.target.name] = made_from
+            files.update({str(file): made_from for file in task.files})
+        text = json.dumps({"format": RECORD_FORMAT, **asdict(replace(record, outputs=outputs, files=files))},
+                          indent=1) + "\n"
         write_atomically(self.record_path, lambda file: file.write(text.encode()))
 
     def write_summary(self, summary: RunSummary) -> None:

@@ -47,6 +47,8 @@ class Schedule:
 def parse_timesteps(values: Sequence[str]) -> list[int] | None:
     """Accepts ``--timesteps 200 --timesteps 100`` as well as ``--timesteps 200,100`` or "200 100"."""
     tokens = [tok for value in values for tok in value.replace(",", " ").split()]
+    if values and not tokens:
+        raise SRError(f"--timesteps {' '.join(values)!r} names no timesteps; leave it out for the official set")
     try:
         return [int(tok) for tok in tokens] or None
     except ValueError as err:

@@ -121,10 +121,11 @@ class _Section:
             raise self._fail(key, f"at most {maximum:,} ({why})", value)
         return value
 
-    def float(self, key: str, default: Any = _MISSING) -> float:
+    def float(self, key: str, default: Any = _MISSING, low: float = 0.0, high: float = 1e3, why: str = "") -> float:
+        """A number in (low, high]: the bounds keep the schedule it derives finite."""
         value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise self._fail(key, "a positive number", value)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
+            raise self._fail(key, f"a number above {low:g} and at most {high:g}" + (f" ({why})" if why else ""), value)
         return float(value)
 
     def bool(self, key: str, default: Any = _MISSING) -> bool:
@@ -161,6 +162,7 @@ class _Section:
 # Interpolations can refer to interpolations: bounded, so a chain of ${a}${a} doubling at every level cannot
 # run away (the official configs resolve in a few dozen steps).
 MAX_RESOLVE_STEPS = 10_000
+MAX_RESOLVE_CHAIN = 64  # ${a} -> ${b} -> ...: each link is a level of recursion
 MAX_RESOLVED_TEXT = 4096
 
 
@@ -184,6 +186,8 @@ def _resolve(value: Any, root: dict, source: str, where: str, seen: tuple[str, .
             raise SRError(f"{source}: {where}: interpolation ${{{path}}} is not a plain key path (only those are resolved)")
         if path in seen:
             raise SRError(f"{source}: {where}: interpolation ${{{path}}} refers to itself")
+        if len(seen) >= MAX_RESOLVE_CHAIN:
+            raise SRError(f"{source}: {where}: interpolations refer through more than {MAX_RESOLVE_CHAIN} others")
         node: Any = root
         for part in path.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -242,7 +246,7 @@ def _unet(s: _Section, code: OfficialCode, latent_channels: int) -> UNetConfig:
         conv_resample=s.bool("conv_resample", True), num_heads=heads,
         use_scale_shift_norm=s.bool("use_scale_shift_norm", False), resblock_updown=s.bool("resblock_updown", False),
         swin_depth=s.int("swin_depth", 2, maximum=MAX_BLOCKS), swin_embed_dim=embed_dim, window_size=s.int("window_size", 8),
-        mlp_ratio=s.float("mlp_ratio", 2.0), patch_norm=s.bool("patch_norm", False),
+        mlp_ratio=s.float("mlp_ratio", 2.0, 0.0, 64.0), patch_norm=s.bool("patch_norm", False),
     )
 
 
@@ -275,18 +279,22 @@ def _diffusion(s: _Section) -> DiffusionConfig:
     s.require("schedule_name", ("exponential",), _MISSING, "the 'ldm' schedule reads a .mat file")
     s.require("sf", (SCALE,), 4)
     s.require("predict_type", ("xstart",), "xstart", "every released model predicts x0")
-    power = _Section(s.params.get("schedule_kwargs") or {}, f"{s.where}.schedule_kwargs").float("power")
+    power = _Section(s.params.get("schedule_kwargs") or {}, f"{s.where}.schedule_kwargs").float(
+        "power", _MISSING, 1e-3, 1e2, "the official configs use 0.3")
     steps = s.int("steps", 1000, minimum=2, maximum=MAX_STEPS, why="the official configs train with 1,000")
     respacing = s.params.get("timestep_respacing")
     if respacing is not None:
         respacing = s.int("timestep_respacing", minimum=2)
         if respacing > steps:
             raise SRError(f"{s.where}.timestep_respacing {respacing} is above steps {steps}")
+    level = "a noise level: eta runs from it to etas_end below 1"
     return DiffusionConfig(
-        steps=steps, min_noise_level=s.float("min_noise_level", 0.01), etas_end=s.float("etas_end", 0.99),
-        kappa=s.float("kappa", 1.0), power=power, timestep_respacing=respacing or steps,
-        scale_factor=s.float("scale_factor"), normalize_input=s.bool("normalize_input"),
-        latent_flag=s.bool("latent_flag", True),
+        steps=steps, min_noise_level=s.float("min_noise_level", 0.01, 1e-6, 1.0, level),
+        etas_end=s.float("etas_end", 0.99, 1e-6, 1.0, level),
+        kappa=s.float("kappa", 1.0, 1e-3, 1e2, "the official configs use 1 and 2"), power=power,
+        timestep_respacing=respacing or steps,
+        scale_factor=s.float("scale_factor", _MISSING, 1e-3, 1e3, "the latents' scale: 1 in every official config"),
+        normalize_input=s.bool("normalize_input"), latent_flag=s.bool("latent_flag", True),
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...family import TileProgress
-from ...images import write_image
+from ...images import OutputFile, write_image
 from ...tiling import TileBlender, TilePlan
 from .difficulty import assign_groups, tile_difficulty
 from .noise import TileNoise
@@ -91,7 +91,7 @@ def run_adaptive(padded: np.ndarray, plan: TilePlan, groups: GroupPlan, run_tile
     blend_ready()
 
 
-def write_steps_map(path: str | Path, lr: np.ndarray, plan: TilePlan, groups: np.ndarray) -> None:
+def write_steps_map(target: str | Path | OutputFile, lr: np.ndarray, plan: TilePlan, groups: np.ndarray) -> None:
     """A PNG of the LR image with each pixel tinted by the group of the tile whose centre is nearest."""
     rows = sorted({y for y, _ in plan.starts})
     cols = sorted({x for _, x in plan.starts})
@@ -105,5 +105,6 @@ def write_steps_map(path: str | Path, lr: np.ndarray, plan: TilePlan, groups: np
     table = np.array([[group_at[(y, x)] for x in cols] for y in rows])
     colours = MAP_COLOURS[np.minimum(table[row_of][:, col_of], len(MAP_COLOURS) - 1)]
     gray = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), lr, axes=1)[..., None]
-    write_image(path, 0.5 * gray + 0.5 * colours)
-    log.info("wrote the steps map %s", path)
+    file = OutputFile.of(target)
+    write_image(file.path, 0.5 * gray + 0.5 * colours, replace=file.replace)
+    log.info("wrote the steps map %s", file.path)

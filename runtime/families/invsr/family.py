@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +63,8 @@ class InvSRFamily(Family):
             feeds = {"lr": lr, "predictor_noise": predictor_noise, "vae_noise": vae_noise}
             return np.asarray(chain(feeds, group), dtype=np.float32)
 
-        settings = UpscaleSettings(tile=p.tile, batch=p.batch, **asdict(options))
+        # vars, not asdict: that would turn a nested record (the steps map's OutputFile) into a dict.
+        settings = UpscaleSettings(tile=p.tile, batch=p.batch, **vars(options))
         return upscale_array(image, run_tiles, settings, self.section.group_steps, self.section.geometry,
                              on_tiles_done)
 

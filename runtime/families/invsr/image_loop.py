@@ -17,6 +17,7 @@ import numpy as np
 from ...color import apply_color_fix, color_fix_method
 from ...errors import SRError
 from ...family import TileProgress
+from ...images import OutputFile
 from ...resources import ImageCost
 from ...tiling import TileBlender, check_rgb_image, crop_output, iter_tile_batches, pad_image, plan_tiles
 from .adaptive import plan_groups, run_adaptive, write_steps_map
@@ -42,7 +43,7 @@ class InvSROptions:
     # group of a one-schedule bundle, auto for one with several.
     steps: int | str | None = None
     adaptive_thresholds: tuple[float, ...] | None = None  # difficulty thresholds between groups (auto)
-    steps_map: str | Path | None = None  # a PNG showing each tile's group
+    steps_map: str | Path | OutputFile | None = None  # a PNG showing each tile's group
 
     def __post_init__(self):
         color_fix_method(self.color_fix)
