@@ -60,7 +60,8 @@ def cache_root(create: bool = True) -> Path:
         return root
     if holds_anything or (root.exists() and not root.is_dir()):
         raise SRError(f"the cache folder {root} holds what sr-export did not put there (it has no {CACHE_MARK}); "
-                      "point SR_EXPORT_CACHE at a new or empty folder")
+                      "point SR_EXPORT_CACHE at a new or empty folder (a cache of an sr-export before 0.3 has no mark: "
+                      "remove it)")
     if create:
         root.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"format": CACHE_FORMAT}) + "\n"
