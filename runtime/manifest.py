@@ -3,8 +3,8 @@
 A bundle folder holds ``manifest.json``, one engine file per graph and whatever files its model family
 needs (InvSR: ``prompt_embeds.npy``). The manifest is written last (and the folder renamed into place),
 so a folder with a manifest is complete; the runtime still checks every file it names. The manifest
-carries the sha256 of its own contents (``checksum``) beside those of the other files, so a value changed
-in it (a sigma, an overlap) is refused like a changed engine.
+carries the sha256 of its own text (``checksum``) beside those of the other files, so a value changed in
+it (a sigma, an overlap), or any other byte, is refused like a changed engine.
 
 The common part is typed here; ``section`` is the model family's own record (its constants), typed by
 the runtime family that the pipeline's ``family`` names (``sr_runtime.families``).
