@@ -9,7 +9,9 @@ from typing import Any
 import torch
 
 from sr_runtime.bounded_parse import regular_file
+from sr_runtime.bundle_check import sha256_file
 from sr_runtime.errors import SRError
+from sr_runtime.manifest import CheckpointRecord
 
 # DDP's "module." sits outside torch.compile's "_orig_mod.": the nesting the official reload_model
 # builds (module._orig_mod.k); removing each optionally also covers bare "module.k" and "_orig_mod.k".
@@ -18,6 +20,11 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # What weights_only refuses: a class (the file holds pickled objects) or an opcode (not a torch file).
 _REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 _REFUSED_OPERAND = re.compile(r"Unsupported operand \S+")
+
+
+def file_record(path: Path) -> CheckpointRecord:
+    """The manifest's record of a one-file checkpoint: its path and its sha256 by name."""
+    return CheckpointRecord(str(path), {path.name: sha256_file(path)})
 
 
 def load_checkpoint_dict(path: str | Path) -> dict[Any, Any]:

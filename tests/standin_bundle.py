@@ -12,11 +12,11 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from sr_runtime.families.invsr.family import PROMPT_EMBEDS_NAME
 from sr_runtime.families.invsr.graphs import GRAPHS
 from sr_runtime.families.invsr.section import Geometry, InvSRSection, StepGroup
 from sr_runtime.manifest import MANIFEST_NAME, FileRecord, GraphInfo, Manifest, PipelineInfo, TensorInfo
 from sr_runtime.precision import Precision
+from sr_runtime.sd.prompt_embeds import PROMPT_EMBEDS_NAME
 from sr_runtime.version import TOOL_VERSION
 
 TILE = 16

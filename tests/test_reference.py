@@ -49,9 +49,10 @@ def official_tiles(components, cli_timesteps, lr: np.ndarray, np_noise: np.ndarr
     posterior = sd.vae.encode(image_up).latent_dist
     z_lr = sd.vae.config.scaling_factor * (posterior.mean + posterior.std * torch.from_numpy(vae_noise))
     latents = scheduler.add_noise(z_lr, noise, t1)
-    from sr_export.families.invsr.sd_turbo import encode_prompt
+    from sr_export.families.invsr.prompt import POSITIVE_PROMPT
+    from sr_export.sd.prompts import encode_prompt
 
-    embeds = encode_prompt(sd).expand(len(lr), -1, -1)
+    embeds = encode_prompt(sd, POSITIVE_PROMPT).expand(len(lr), -1, -1)
     for t in scheduler.timesteps:
         model_input = scheduler.scale_model_input(latents, t)
         eps = sd.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False)[0]

@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from sr_export.families.invsr.sd_turbo import load_sd_turbo
 from sr_export.families.s3diff.checkpoint import load_s3diff_checkpoint
-from sr_export.families.s3diff.components import assemble, load_components, one_step
+from sr_export.families.s3diff.components import assemble, load_components
 from sr_export.families.s3diff.de_net import load_de_net
 from sr_export.families.s3diff.lora import ModulatedLoRA
 from sr_export.families.s3diff.merge import MergedUNetStage
 from sr_export.families.s3diff.random_checkpoints import write_random_s3diff
 from sr_export.families.s3diff.stages import UNetStage
+from sr_export.sd.loading import load_sd
+from sr_export.sd.models import SD_TURBO
+from sr_export.sd.one_step import one_step
 from sr_runtime.errors import SRError
 
 
@@ -44,7 +46,7 @@ def _rewritten(files, tmp_path: Path, change) -> Path:
 
 @pytest.fixture(scope="session")
 def sd_turbo(s3diff_files):
-    return load_sd_turbo(s3diff_files.sd_turbo)
+    return load_sd(s3diff_files.sd_turbo, SD_TURBO)
 
 
 def _load(files, sd_turbo, checkpoint=None, de_net=None):
@@ -110,7 +112,7 @@ def test_the_one_step_is_ddpm_of_sd_turbos_config(s3diff_components):
     want = scheduler.step(eps, torch.tensor([999]), sample).prev_sample
     x0 = (sample - step.sqrt_beta_prod * eps) / step.sqrt_alpha_prod
     torch.testing.assert_close(x0, want, rtol=1e-6, atol=1e-5)  # the step's own variance noise is 1e-10
-    clipped = one_step({**config, "clip_sample": True, "clip_sample_range": 2.5}, Path("x"))
+    clipped = one_step({**config, "clip_sample": True, "clip_sample_range": 2.5}, 999, "S3Diff", Path("x"))
     assert clipped.clip_sample_range == 2.5 and step.clip_sample_range is None
 
 

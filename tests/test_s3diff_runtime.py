@@ -12,13 +12,14 @@ import torch.nn.functional as F
 from test_resources import _peak
 
 from sr_runtime.errors import SRError
-from sr_runtime.families.s3diff import latent_tiles
 from sr_runtime.families.s3diff.cost import image_cost
 from sr_runtime.families.s3diff.image_loop import Tiling, upscale_image
 from sr_runtime.families.s3diff.options import S3DiffOptions
 from sr_runtime.families.s3diff.preprocess import bilinear_upscale, vae_input
-from sr_runtime.families.s3diff.section import Resize, S3DiffSection, VAESegment
-from sr_runtime.families.s3diff.tiled_vae import split_tiles
+from sr_runtime.families.s3diff.section import S3DiffSection
+from sr_runtime.sd import latent_tiles
+from sr_runtime.sd.tiled_vae import split_tiles
+from sr_runtime.sd.vae_segment import Resize, VAESegment
 
 
 def _official_grid(h: int, w: int, tile_size: int, tile_overlap: int) -> list[tuple[int, int]]:

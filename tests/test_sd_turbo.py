@@ -17,27 +17,22 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from sr_export.families.invsr.noise_predictor import TINY_CONFIG, build_noise_predictor, load_noise_predictor
+from sr_export.families.invsr.prompt import POSITIVE_PROMPT
 from sr_export.families.invsr.random_checkpoints import (
     NOISE_PREDICTOR_CONFIG_FORMATS,
     NOISE_PREDICTOR_FILE,
     NOISE_PREDICTOR_WRAPPERS,
-    SCHEDULER_CONFIG,
     write_random_noise_predictor,
     write_random_sd_turbo,
 )
-from sr_export.families.invsr.sd_turbo import (
-    HUB_REPO_FOLDER,
-    POSITIVE_PROMPT,
-    SD_TURBO_REPO_ID,
-    SDTurbo,
-    encode_prompt,
-    find_default_sd_turbo,
-    load_sd_turbo,
-    resolve_sd_turbo_folder,
-    weight_files,
-)
+from sr_export.sd.loading import SDComponents, find_default_sd, load_sd, resolve_sd_folder, weight_files
+from sr_export.sd.models import SD_TURBO
+from sr_export.sd.prompts import encode_prompt
+from sr_export.sd.random_checkpoints import SCHEDULER_CONFIGS
 from sr_runtime.errors import SRError
 
+HUB_REPO_FOLDER = SD_TURBO.hub_folder
+SCHEDULER_CONFIG = SCHEDULER_CONFIGS[SD_TURBO]
 WEIGHTS = ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
            "text_encoder/model.safetensors")
 
@@ -53,8 +48,8 @@ def hub_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sd(diffusers_folder: Path) -> SDTurbo:
-    return load_sd_turbo(diffusers_folder)
+def sd(diffusers_folder: Path) -> SDComponents:
+    return load_sd(diffusers_folder, SD_TURBO)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +58,7 @@ def official_pipeline(hub_cache: Path):
     from diffusers import StableDiffusionPipeline
 
     return StableDiffusionPipeline.from_pretrained(
-        SD_TURBO_REPO_ID, cache_dir=hub_cache, use_safetensors=True, local_files_only=True
+        SD_TURBO.repo_id, cache_dir=hub_cache, use_safetensors=True, local_files_only=True
     )
 
 
@@ -86,7 +81,7 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 def _error(path: Path) -> str:
     with pytest.raises(SRError) as caught:
-        load_sd_turbo(path)
+        load_sd(path, SD_TURBO)
     message = str(caught.value)
     assert "\n" not in message
     return message
@@ -99,7 +94,7 @@ def test_positive_prompt_is_the_official_text():
     )
 
 
-def test_loads_a_diffusers_folder(sd: SDTurbo, diffusers_folder: Path):
+def test_loads_a_diffusers_folder(sd: SDComponents, diffusers_folder: Path):
     assert sd.folder == diffusers_folder
     assert not (sd.unet.training or sd.vae.training or sd.text_encoder.training)
     assert {p.dtype for m in (sd.unet, sd.vae, sd.text_encoder) for p in m.parameters()} == {torch.float32}
@@ -112,29 +107,29 @@ def test_loads_a_diffusers_folder(sd: SDTurbo, diffusers_folder: Path):
     assert sd.vae.config.scaling_factor == 0.18215
 
 
-def test_tiny_checkpoint_runs_at_latent_scale(sd: SDTurbo):
+def test_tiny_checkpoint_runs_at_latent_scale(sd: SDComponents):
     image = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         latent = sd.vae.encode(image).latent_dist.mean
-        eps = sd.unet(latent, 199, encoder_hidden_states=encode_prompt(sd)).sample
+        eps = sd.unet(latent, 199, encoder_hidden_states=encode_prompt(sd, POSITIVE_PROMPT)).sample
         decoded = sd.vae.decode(latent).sample
     assert latent.shape == eps.shape == (1, 4, 8, 8)
     assert decoded.shape == image.shape
 
 
 @pytest.mark.parametrize("where", ["cache root", "repo folder", "snapshot"])
-def test_hub_cache_layouts_load_the_snapshot(where: str, hub_cache: Path, sd: SDTurbo):
+def test_hub_cache_layouts_load_the_snapshot(where: str, hub_cache: Path, sd: SDComponents):
     snapshot = _snapshot(hub_cache)
     path = {"cache root": hub_cache, "repo folder": hub_cache / HUB_REPO_FOLDER, "snapshot": snapshot}[where]
-    assert resolve_sd_turbo_folder(path) == snapshot
-    loaded = load_sd_turbo(path)
+    assert resolve_sd_folder(path, SD_TURBO) == snapshot
+    loaded = load_sd(path, SD_TURBO)
     assert loaded.folder == snapshot
     # Same seed as the diffusers folder: the same weights, read through the blob symlinks.
     _assert_same_weights(loaded.unet, sd.unet)
     _assert_same_weights(loaded.text_encoder, sd.text_encoder)
 
 
-def test_hub_cache_is_genuine_for_the_official_from_pretrained(official_pipeline, sd: SDTurbo):
+def test_hub_cache_is_genuine_for_the_official_from_pretrained(official_pipeline, sd: SDComponents):
     from diffusers import EulerDiscreteScheduler
 
     assert isinstance(official_pipeline.scheduler, EulerDiscreteScheduler)
@@ -157,12 +152,12 @@ def test_snapshot_choice_follows_refs_main_then_recency(hub_cache: Path, tmp_pat
     main = _snapshot(cache)
     newer = Path(shutil.copytree(main, repo / "snapshots" / ("f" * 40), symlinks=True))
     os.utime(main, (1, 1))
-    assert resolve_sd_turbo_folder(cache) == main  # refs/main wins over recency
+    assert resolve_sd_folder(cache, SD_TURBO) == main  # refs/main wins over recency
     (repo / "refs" / "main").unlink()
-    assert resolve_sd_turbo_folder(cache) == newer
+    assert resolve_sd_folder(cache, SD_TURBO) == newer
 
 
-def test_tokenizer_tokenizes_the_positive_prompt(sd: SDTurbo):
+def test_tokenizer_tokenizes_the_positive_prompt(sd: SDComponents):
     tokenizer = sd.tokenizer
     ids = tokenizer(POSITIVE_PROMPT, padding="max_length", max_length=77, truncation=True).input_ids
     tokens = tokenizer.convert_ids_to_tokens(ids)
@@ -176,13 +171,13 @@ def test_tokenizer_tokenizes_the_positive_prompt(sd: SDTurbo):
     assert tokenizer.pad_token == "!" and set(ids[end + 1 :]) == {0}
 
 
-def test_tokenizer_truncates_to_77_keeping_the_end_token(sd: SDTurbo):
+def test_tokenizer_truncates_to_77_keeping_the_end_token(sd: SDComponents):
     ids = sd.tokenizer(POSITIVE_PROMPT * 5, padding="max_length", max_length=77, truncation=True).input_ids
     assert len(ids) == 77 and ids[-1] == sd.tokenizer.eos_token_id
 
 
-def test_encode_prompt_matches_diffusers_encode_prompt(sd: SDTurbo, official_pipeline):
-    embeds = encode_prompt(sd)
+def test_encode_prompt_matches_diffusers_encode_prompt(sd: SDComponents, official_pipeline):
+    embeds = encode_prompt(sd, POSITIVE_PROMPT)
     assert embeds.shape == (1, 77, sd.text_encoder.config.hidden_size) and embeds.dtype == torch.float32
     assert not embeds.requires_grad
     expected, _ = official_pipeline.encode_prompt(POSITIVE_PROMPT, "cpu", 1, False)
@@ -192,42 +187,42 @@ def test_encode_prompt_matches_diffusers_encode_prompt(sd: SDTurbo, official_pip
     assert not torch.allclose(embeds, other)
 
 
-def test_encode_prompt_is_in_the_text_encoder_dtype(diffusers_folder: Path, sd: SDTurbo):
-    half = load_sd_turbo(diffusers_folder, dtype=torch.bfloat16)
-    embeds = encode_prompt(half)
+def test_encode_prompt_is_in_the_text_encoder_dtype(diffusers_folder: Path, sd: SDComponents):
+    half = load_sd(diffusers_folder, SD_TURBO, dtype=torch.bfloat16)
+    embeds = encode_prompt(half, POSITIVE_PROMPT)
     assert embeds.dtype == torch.bfloat16 and half.unet.dtype == torch.bfloat16
-    torch.testing.assert_close(embeds.float(), encode_prompt(sd), atol=0.1, rtol=0.05)
+    torch.testing.assert_close(embeds.float(), encode_prompt(sd, POSITIVE_PROMPT), atol=0.1, rtol=0.05)
 
 
 def test_weight_files_are_the_loaded_files(diffusers_folder: Path, hub_cache: Path):
-    assert weight_files(diffusers_folder) == [diffusers_folder / name for name in WEIGHTS]
+    assert weight_files(diffusers_folder, SD_TURBO) == [diffusers_folder / name for name in WEIGHTS]
     snapshot = _snapshot(hub_cache)
-    files = weight_files(snapshot)
+    files = weight_files(snapshot, SD_TURBO)
     # Inside the snapshot (for relative names in a manifest) even though they link to blobs/.
     assert [f.relative_to(snapshot).as_posix() for f in files] == list(WEIGHTS)
     assert all(f.is_symlink() and f.is_file() for f in files)
 
 
-def test_fp16_variant_only_download_loads(folder_copy: Path, sd: SDTurbo):
+def test_fp16_variant_only_download_loads(folder_copy: Path, sd: SDComponents):
     default = folder_copy / WEIGHTS[0]
     fp16 = default.with_name("diffusion_pytorch_model.fp16.safetensors")
     save_file({k: v.half() for k, v in load_file(default).items()}, fp16, metadata={"format": "pt"})
     default.unlink()
-    assert weight_files(folder_copy)[0] == fp16
-    unet = load_sd_turbo(folder_copy).unet
+    assert weight_files(folder_copy, SD_TURBO)[0] == fp16
+    unet = load_sd(folder_copy, SD_TURBO).unet
     assert unet.dtype == torch.float32
     loaded = unet.state_dict()
     for key, value in sd.unet.state_dict().items():
         assert torch.equal(loaded[key], value.half().float()), key
 
 
-def test_bin_only_download_loads(folder_copy: Path, sd: SDTurbo):
+def test_bin_only_download_loads(folder_copy: Path, sd: SDComponents):
     for name, pickle_name in ((WEIGHTS[0], "diffusion_pytorch_model.bin"), (WEIGHTS[2], "pytorch_model.bin")):
         torch.save(load_file(folder_copy / name), (folder_copy / name).with_name(pickle_name))
         (folder_copy / name).unlink()
-    assert [f.name for f in weight_files(folder_copy)] == [
+    assert [f.name for f in weight_files(folder_copy, SD_TURBO)] == [
         "diffusion_pytorch_model.bin", "diffusion_pytorch_model.safetensors", "pytorch_model.bin"]
-    loaded = load_sd_turbo(folder_copy)
+    loaded = load_sd(folder_copy, SD_TURBO)
     _assert_same_weights(loaded.unet, sd.unet)
     _assert_same_weights(loaded.text_encoder, sd.text_encoder)
 
@@ -270,7 +265,7 @@ def test_weights_that_do_not_fit_the_config_are_refused(change: str, fragment: s
     [
         ("prediction_type", "v_prediction", "epsilon"),
         ("_class_name", "PNDMScheduler", "EulerDiscreteScheduler"),
-        ("beta_schedule", "cosine-ish", "Euler config"),
+        ("beta_schedule", "cosine-ish", "usable EulerDiscreteScheduler config"),
     ],
 )
 def test_schedulers_other_than_sd_turbos_are_refused(key: str, value: str, fragment: str, folder_copy: Path):
@@ -310,13 +305,13 @@ def no_default_places(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_find_default_sd_turbo_finds_nothing_in_empty_places(no_default_places: Path):
-    assert find_default_sd_turbo() is None
+    assert find_default_sd(SD_TURBO) is None
 
 
 def test_find_default_sd_turbo_prefers_its_variable(no_default_places: Path, monkeypatch, hub_cache: Path):
     monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
     monkeypatch.setenv("SR_EXPORT_SD_TURBO", str(no_default_places / "my-sd-turbo"))
-    assert find_default_sd_turbo() == no_default_places / "my-sd-turbo"
+    assert find_default_sd(SD_TURBO) == no_default_places / "my-sd-turbo"
 
 
 @pytest.mark.parametrize("place", ["HF_HUB_CACHE", "HF_HOME", "home cache", "official ./weights"])
@@ -333,9 +328,9 @@ def test_find_default_sd_turbo_searches_hub_caches(place: str, no_default_places
         monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     if place == "HF_HOME":
         monkeypatch.setenv("HF_HOME", str(cache.parent))
-    found = find_default_sd_turbo()
+    found = find_default_sd(SD_TURBO)
     assert found is not None and found.resolve() == (cache / HUB_REPO_FOLDER).resolve()
-    assert resolve_sd_turbo_folder(found) == found / "snapshots" / _snapshot(cache).name
+    assert resolve_sd_folder(found, SD_TURBO) == found / "snapshots" / _snapshot(cache).name
 
 
 def _tree(folder: Path) -> dict[str, bytes]:

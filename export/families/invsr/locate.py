@@ -26,9 +26,10 @@ def find_checkpoints(sd_turbo: str | Path | None, noise_predictor: str | Path | 
     Half an answer (one given or found, the other not) is an error: silently mixing a real checkpoint
     with demo weights would produce meaningless images that look like a real run.
     """
-    from .sd_turbo import find_default_sd_turbo
+    from ...sd.loading import find_default_sd
+    from ...sd.models import SD_TURBO
 
-    sd = Path(sd_turbo) if sd_turbo else find_default_sd_turbo()
+    sd = Path(sd_turbo) if sd_turbo else find_default_sd(SD_TURBO)
     npred = Path(noise_predictor) if noise_predictor else find_default_noise_predictor()
     if sd is None and npred is None:
         return None

@@ -18,9 +18,12 @@ from sr_runtime.families.invsr.image_loop import UpscaleSettings, upscale_array
 from sr_runtime.families.invsr.section import Geometry
 from sr_runtime.family import TileProgress
 
+from ...sd.loading import SDComponents, load_sd
+from ...sd.models import SD_TURBO
+from ...sd.prompts import encode_prompt
 from .noise_predictor import load_noise_predictor
+from .prompt import POSITIVE_PROMPT
 from .schedule import Schedule
-from .sd_turbo import encode_prompt, load_sd_turbo
 from .stages import NoisePredictorStage, UNetStep, VAEDecoderStage, VAEEncoderStage
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -43,7 +46,7 @@ class InvSRComponents:
     """Everything the pipeline needs, loaded once; the text encoder is only kept to embed the prompt."""
 
     noise_predictor: torch.nn.Module
-    sd_turbo: object  # sd_turbo.SDTurbo
+    sd_turbo: SDComponents
 
     @property
     def scheduler_config(self) -> dict:
@@ -70,7 +73,7 @@ def load_components(
 ) -> InvSRComponents:
     return InvSRComponents(
         noise_predictor=load_noise_predictor(noise_predictor, noise_predictor_config),
-        sd_turbo=load_sd_turbo(sd_turbo),
+        sd_turbo=load_sd(sd_turbo, SD_TURBO),
     )
 
 
@@ -103,7 +106,7 @@ class InvSRReference:
         self.unet_step = UNetStep(sd.unet).eval()
         self.decoder = VAEDecoderStage(sd.vae, scale).eval()
         with torch.inference_mode():
-            self.prompt_embeds = encode_prompt(sd).to(self.device, dtype)
+            self.prompt_embeds = encode_prompt(sd, POSITIVE_PROMPT).to(self.device, dtype)
 
     def _scalar(self, value: float) -> torch.Tensor:
         return torch.tensor([value], dtype=torch.float32, device=self.device)

@@ -10,19 +10,20 @@ from pathlib import Path
 import numpy as np
 
 from sr_runtime.bounded_parse import read_text
-from sr_runtime.bundle_check import sha256_file
 from sr_runtime.errors import SRError
-from sr_runtime.families.invsr.family import PROMPT_EMBEDS_NAME
 from sr_runtime.families.invsr.graphs import dims
 from sr_runtime.families.invsr.section import SCALE, InvSRSection, StepGroup, check_tile
 from sr_runtime.manifest import CheckpointRecord, PipelineInfo
+from sr_runtime.sd.prompt_embeds import PROMPT_EMBEDS_NAME
 from sr_runtime.version import TOOL_VERSION
 
 from ...cache import DEMO_SEED, cache_root, cached_folder
 from ...reporting import Report
+from ...sd.models import SD_TURBO
 from ..base import BuildPlan, FamilySource
 from .graphs import GRAPHS
 from .locate import find_checkpoints
+from .prompt import POSITIVE_PROMPT
 from .reference import InvSRComponents, load_components
 from .schedule import DEFAULT_TIMESTEPS, build_schedule, check_groups, resolve_timesteps
 
@@ -55,13 +56,13 @@ class InvSRSource(FamilySource):
     def plan_build(self, tile: int, batch: int, report: Report) -> BuildPlan:
         import torch
 
-        from .sd_turbo import POSITIVE_PROMPT, encode_prompt
+        from ...sd.prompts import encode_prompt
 
         geometry = self.components.geometry
         check_tile(tile, geometry)
         schedules = [build_schedule(self.components.scheduler_config, g) for g in self.groups]
         with torch.inference_mode():
-            embeds = encode_prompt(self.components.sd_turbo).float().cpu().numpy()
+            embeds = encode_prompt(self.components.sd_turbo, POSITIVE_PROMPT).float().cpu().numpy()
         section = InvSRSection(
             geometry=geometry,
             latent_scale=self.components.latent_scale,
@@ -102,17 +103,13 @@ def demo_checkpoints() -> tuple[Path, Path]:
 
 def load_source(sd_path: Path, np_path: Path, config: str | Path | None, demo: bool, report: Report,
                 groups: tuple[tuple[int, ...], ...] = (DEFAULT_TIMESTEPS[1],)) -> InvSRSource:
-    from .sd_turbo import resolve_sd_turbo_folder, weight_files
+    from ...checkpoints import file_record
+    from ...sd.loading import folder_record
 
     report(f"loading SD-Turbo from {sd_path} and the noise predictor from {np_path}")
     components = load_components(sd_path, np_path, config)
-    sd_folder = resolve_sd_turbo_folder(sd_path)
     report("hashing checkpoints")
-    checkpoints = {
-        "sd_turbo": CheckpointRecord(str(sd_folder), {str(f.relative_to(sd_folder)): sha256_file(f)
-                                                      for f in weight_files(sd_folder)}),
-        "noise_predictor": CheckpointRecord(str(np_path), {np_path.name: sha256_file(np_path)}),
-    }
+    checkpoints = {"sd_turbo": folder_record(sd_path, SD_TURBO), "noise_predictor": file_record(np_path)}
     config_text = read_text(Path(config), "noise predictor config") if config else None
     return InvSRSource(components, demo, checkpoints, config_text, groups)
 

@@ -13,17 +13,7 @@ from torch import nn
 
 from sr_runtime.families.invsr.section import SCALE
 
-
-def posterior_sample(moments: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """mean + std * noise of a diagonal Gaussian given as [mean, logvar] channels (diffusers' rule).
-
-    Always in fp32: exp() is where fp16 breaks, and with zero noise (posterior means) the result
-    equals the official fp16 arithmetic exactly.
-    """
-    mean, logvar = torch.chunk(moments.float(), 2, dim=1)
-    noise = noise.float()
-    std = torch.exp(0.5 * torch.clamp(logvar, -30.0, 20.0))
-    return mean + std * noise
+from ...sd.posterior import posterior_sample
 
 
 class VAEEncoderStage(nn.Module):

@@ -7,7 +7,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sr_runtime.bundle_check import sha256_file
 from sr_runtime.errors import SRError
 from sr_runtime.families.resshift import ResShiftFamily
 from sr_runtime.families.resshift.graphs import SCALE, dims
@@ -16,6 +15,7 @@ from sr_runtime.manifest import CheckpointRecord, Manifest, PipelineInfo
 from sr_runtime.version import TOOL_VERSION
 
 from ...cache import DEMO_SEED, cache_root, cached_folder
+from ...checkpoints import file_record
 from ...reporting import Report
 from ..base import BuildPlan, FamilySource
 from .components import ResShiftComponents
@@ -71,16 +71,12 @@ class ResShiftSource(FamilySource):
         )
 
 
-def _record(path: Path) -> CheckpointRecord:
-    return CheckpointRecord(str(path), {path.name: sha256_file(path)})
-
-
 def load_source(spec: ModelSpec, config: ResShiftConfig, denoiser: Path, autoencoder: Path, demo: bool,
                 report: Report) -> ResShiftSource:
     report(f"loading the {spec.name} denoiser from {denoiser} and the autoencoder from {autoencoder}")
     components = ResShiftComponents(spec, config, load_denoiser(denoiser, config), load_autoencoder(autoencoder, config))
     report("hashing checkpoints")
-    return ResShiftSource(components, demo, {"denoiser": _record(denoiser), "autoencoder": _record(autoencoder)})
+    return ResShiftSource(components, demo, {"denoiser": file_record(denoiser), "autoencoder": file_record(autoencoder)})
 
 
 def demo_checkpoints(spec: ModelSpec) -> tuple[Path, Path, Path]:

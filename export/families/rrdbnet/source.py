@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sr_runtime.bundle_check import sha256_file
 from sr_runtime.crop_tiling import check_overlap
 from sr_runtime.errors import SRError
 from sr_runtime.families.rrdbnet import RRDBNetFamily, RRDBNetSection
@@ -15,6 +14,7 @@ from sr_runtime.manifest import CheckpointRecord, PipelineInfo
 from sr_runtime.version import TOOL_VERSION
 
 from ...cache import DEMO_SEED, cache_root, cached_folder
+from ...checkpoints import file_record
 from ...reporting import Report
 from ..base import BuildPlan, FamilySource
 from .graphs import GRAPHS
@@ -74,7 +74,7 @@ def demo_checkpoint(model: str) -> Path:
 
 def load_source(model: str, path: Path, demo: bool, overlap: int, report: Report) -> RRDBNetSource:
     report(f"loading {model} from {path}")
-    checkpoints = {model: CheckpointRecord(str(path), {path.name: sha256_file(path)})}
+    checkpoints = {model: file_record(path)}
     return RRDBNetSource(model, load_rrdbnet(path, model), demo, checkpoints, overlap)
 
 

@@ -4,36 +4,21 @@ numbers and tensors only, and every entry the official ``S3Diff.__init__`` reads
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sr_runtime.errors import SRError
-
 from ...checkpoints import load_checkpoint_dict
+from ...sd.checkpoint_reader import CheckpointReader
+from ...sd.lora import Targets
 
 FILE_NAME = "s3diff.pkl"
 # The PEFT adapter names the official code creates: ``unet.add_adapter(config)`` and ``adapter_name="vae_skip"``.
 UNET_ADAPTER = "default"
 VAE_ADAPTER = "vae_skip"
 MLPS = ("de_mlp", "block_mlp", "fuse_mlp")
-
-
-@dataclass(frozen=True)
-class Targets:
-    """PEFT's ``target_modules``: a regular expression matched against the whole module name, or names that
-    match a module name equal to them or ending in ``.<name>``."""
-
-    pattern: str | None
-    names: tuple[str, ...] = ()
-
-    def match(self, module_name: str) -> bool:
-        if self.pattern is not None:
-            return re.fullmatch(self.pattern, module_name) is not None
-        return any(module_name == name or module_name.endswith(f".{name}") for name in self.names)
 
 
 @dataclass(frozen=True)
@@ -60,45 +45,7 @@ class S3DiffCheckpoint:
     vae_modulation: Modulation
 
 
-class _Reader:
-    """Typed access to the loaded dict; every problem is one line naming the file and the entry."""
-
-    def __init__(self, path: Path, data: dict[Any, Any]):
-        self.path = path
-        self.data = data
-
-    def fail(self, what: str) -> SRError:
-        return SRError(f"{self.path}: {what}; expected an official {FILE_NAME} (S3Diff.save_model)")
-
-    def get(self, key: str, container: dict[Any, Any] | None = None, where: str = "") -> Any:
-        container = self.data if container is None else container
-        if key not in container:
-            raise self.fail(f"no {where}{key!r} entry")
-        return container[key]
-
-    def rank(self, key: str) -> int:
-        value = self.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.fail(f"{key!r} is {value!r}, not a positive LoRA rank")
-        return value
-
-    def targets(self, key: str) -> Targets:
-        value = self.get(key)
-        if isinstance(value, str):
-            return Targets(value)
-        if isinstance(value, list | tuple | set) and value and all(isinstance(v, str) for v in value):
-            return Targets(None, tuple(sorted(value)))
-        raise self.fail(f"{key!r} is {type(value).__name__}, not a module-name pattern or a list of names")
-
-    def tensors(self, key: str, container: dict[Any, Any] | None = None, where: str = "") -> dict[str, torch.Tensor]:
-        value = self.get(key, container, where)
-        if not isinstance(value, dict) or not value:
-            raise self.fail(f"{where}{key!r} is not a state dict")
-        bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-        if bad:
-            raise self.fail(f"{where}{key!r} holds {bad[0]!r}, which is not a named tensor")
-        return {k: v.detach().float() for k, v in value.items()}
-
+class _Reader(CheckpointReader):
     def modulation(self, network: str, embeddings: dict[Any, Any]) -> Modulation:
         mlps = {name: self.tensors(f"state_dict_{network}_{name}") for name in MLPS}
         table = self.tensors(f"state_dict_{network}_block", embeddings, "state_embeddings ")
@@ -111,7 +58,7 @@ class _Reader:
 def load_s3diff_checkpoint(path: str | Path) -> S3DiffCheckpoint:
     """The checkpoint's entries, type-checked; their shapes are checked where the networks are built."""
     path = Path(path)
-    reader = _Reader(path, load_checkpoint_dict(path))
+    reader = _Reader(path, load_checkpoint_dict(path), f"an official {FILE_NAME} (S3Diff.save_model)")
     embeddings = reader.get("state_embeddings")
     if not isinstance(embeddings, dict):
         raise reader.fail("'state_embeddings' is not a dict")

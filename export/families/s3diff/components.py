@@ -11,10 +11,14 @@ import torch
 
 from sr_runtime.errors import SRError
 
-from ..invsr.sd_turbo import SDTurbo, encode_prompt, load_sd_turbo
+from ...sd.loading import SDComponents, load_sd
+from ...sd.lora import without_adapter_name
+from ...sd.models import SD_TURBO
+from ...sd.one_step import OneStep, one_step
+from ...sd.prompts import encode_prompt
 from .checkpoint import UNET_ADAPTER, VAE_ADAPTER, S3DiffCheckpoint, load_s3diff_checkpoint
 from .de_net import DEResNet, load_de_net
-from .lora import Adapter, ModulationContext, inject_lora, unet_block, vae_block, without_adapter_name
+from .lora import Adapter, ModulationContext, inject_lora, unet_block, vae_block
 from .modulation import DegradationModulation
 
 # The official defaults (--pos_prompt, --neg_prompt in src/my_utils/testing_utils.py).
@@ -27,40 +31,9 @@ TIMESTEP = 999  # S3Diff.__init__: self.timesteps = [999]
 CONV_IN = ("conv_in.weight", "conv_in.bias")
 
 
-@dataclass(frozen=True)
-class OneStep:
-    """``DDPMScheduler.step`` from the timestep straight to x0 (the previous alpha_prod is 1)."""
-
-    timestep: int
-    sqrt_alpha_prod: float
-    sqrt_beta_prod: float
-    clip_sample_range: float | None
-
-
-def one_step(scheduler_config: dict, source: Path) -> OneStep:
-    """As ``make_1step_sched``: DDPM from SD-Turbo's scheduler config (its ``clip_sample`` applies to x0)."""
-    from diffusers import DDPMScheduler
-    from diffusers.utils import logging as diffusers_logging
-
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()  # it notes that the config names another scheduler class
-    try:
-        scheduler = DDPMScheduler.from_config(scheduler_config)
-    finally:
-        diffusers_logging.set_verbosity(level)
-    config = scheduler.config
-    if config.num_train_timesteps <= TIMESTEP or config.prediction_type != "epsilon" or config.thresholding:
-        raise SRError(f"{source}: S3Diff runs t = {TIMESTEP} with epsilon prediction and no thresholding; the scheduler "
-                      f"config has {config.num_train_timesteps} timesteps, {config.prediction_type!r}, thresholding "
-                      f"{config.thresholding}")
-    alpha = scheduler.alphas_cumprod[TIMESTEP]
-    return OneStep(TIMESTEP, float(alpha ** 0.5), float((1 - alpha) ** 0.5),
-                   float(config.clip_sample_range) if config.clip_sample else None)
-
-
 @dataclass
 class S3DiffComponents:
-    sd_turbo: SDTurbo  # its UNet and VAE encoder carry the modulated LoRA layers
+    sd_turbo: SDComponents  # its UNet and VAE encoder carry the modulated LoRA layers
     de_net: DEResNet
     unet_modulation: DegradationModulation
     vae_modulation: DegradationModulation
@@ -113,10 +86,10 @@ def _adapt(network: torch.nn.Module, prefix: str, state: dict, adapter: Adapter,
 
 
 def load_components(sd_turbo: str | Path, checkpoint: str | Path, de_net: str | Path) -> S3DiffComponents:
-    return assemble(load_sd_turbo(sd_turbo), load_s3diff_checkpoint(checkpoint), load_de_net(de_net))
+    return assemble(load_sd(sd_turbo, SD_TURBO), load_s3diff_checkpoint(checkpoint), load_de_net(de_net))
 
 
-def assemble(sd: SDTurbo, ck: S3DiffCheckpoint, de_net: DEResNet) -> S3DiffComponents:
+def assemble(sd: SDComponents, ck: S3DiffCheckpoint, de_net: DEResNet) -> S3DiffComponents:
     """S3Diff from loaded parts: the checkpoint's LoRA layers and conv_in go into ``sd``'s UNet and VAE encoder."""
     source = ck.path
     unet_modulation = DegradationModulation(ck.unet_modulation, ck.w, ck.rank_unet, "unet", str(source))
@@ -134,4 +107,4 @@ def assemble(sd: SDTurbo, ck: S3DiffCheckpoint, de_net: DEResNet) -> S3DiffCompo
     _adapt(sd.vae.encoder, "encoder.", vae_state, Adapter(VAE_ADAPTER, ck.rank_vae, ck.vae_targets, vae_block),
            vae_modulation, vae_context, source, "state_dict_vae")
     return S3DiffComponents(sd, de_net, unet_modulation.eval(), vae_modulation.eval(), unet_context, vae_context,
-                            one_step(sd.scheduler_config, sd.folder), ck)
+                            one_step(sd.scheduler_config, TIMESTEP, "S3Diff", sd.folder), ck)

@@ -35,14 +35,15 @@ def _first(given: str | Path | None, env: str, places: tuple[Path, ...]) -> Path
 def find_checkpoints(sd_turbo: str | Path | None, checkpoint: str | Path | None, de_net: str | Path | None
                      ) -> S3DiffPaths | None:
     """The three paths from the options, $SR_EXPORT_S3DIFF / $SR_EXPORT_DE_NET, ./weights (and the official
-    assets/ folder for de_net.pth), the SD-Turbo search of InvSR; None when none is given or found.
+    assets/ folder for de_net.pth), the SD-Turbo search of the SD layer; None when none is given or found.
 
     Some found and some not is an error: mixing real checkpoints with demo weights would give images that
     look like a real run."""
-    from ..invsr.sd_turbo import find_default_sd_turbo
+    from ...sd.loading import find_default_sd
+    from ...sd.models import SD_TURBO
 
     found = {
-        "--sd-turbo DIR": Path(sd_turbo) if sd_turbo else find_default_sd_turbo(),
+        "--sd-turbo DIR": Path(sd_turbo) if sd_turbo else find_default_sd(SD_TURBO),
         f"--checkpoint {FILE_NAME}": _first(checkpoint, CHECKPOINT_ENV, (Path("weights") / FILE_NAME,)),
         f"--de-net {DE_NET_FILE}": _first(de_net, DE_NET_ENV, DE_NET_PLACES),
     }

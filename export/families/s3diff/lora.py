@@ -14,9 +14,7 @@ from torch import nn
 
 from sr_runtime.errors import SRError
 
-from .checkpoint import Targets
-
-LORA_ALPHA = 8  # peft.LoraConfig's default, which the official configs keep
+from ...sd.lora import PEFT_LORA_ALPHA, Targets, lora_layers, weight_keys
 
 
 class ModulationContext:
@@ -39,7 +37,7 @@ class ModulatedLoRA(nn.Module):
         self.base = base
         self.down = down
         self.up = up
-        self.scale = LORA_ALPHA / rank
+        self.scale = PEFT_LORA_ALPHA / rank
         self.block = block
         self.context = context
 
@@ -63,26 +61,6 @@ class Adapter:
     block_of: Callable[[str], int]  # layer name -> index into the network's block embeddings (may be negative)
 
 
-def _lora_pair(base: nn.Module, key: str, state: dict[str, torch.Tensor], rank: int, source: str
-               ) -> tuple[nn.Module, nn.Module]:
-    if not isinstance(base, nn.Conv2d | nn.Linear):
-        raise SRError(f"{source}: LoRA target {key} is a {type(base).__name__}; S3Diff adapts Conv2d and Linear layers")
-    a, b = state.get(f"{key}.lora_A.weight"), state.get(f"{key}.lora_B.weight")
-    if a is None or b is None:
-        raise SRError(f"{source}: no LoRA weights {key}.lora_A / lora_B.weight for the targeted layer")
-    if isinstance(base, nn.Conv2d):
-        down = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding, bias=False)
-        up = nn.Conv2d(rank, base.out_channels, 1, 1, bias=False)
-    else:
-        down, up = nn.Linear(base.in_features, rank, bias=False), nn.Linear(rank, base.out_features, bias=False)
-    for module, weight, which in ((down, a, "lora_A"), (up, b, "lora_B")):
-        if tuple(weight.shape) != tuple(module.weight.shape):
-            raise SRError(f"{source}: {key}.{which}.weight has shape {tuple(weight.shape)}, rank {rank} and the layer "
-                          f"need {tuple(module.weight.shape)} (wrong LoRA rank?)")
-        module.weight.data.copy_(weight)
-    return down, up
-
-
 def inject_lora(network: nn.Module, prefix: str, state: dict[str, torch.Tensor], adapter: Adapter, blocks: int,
                 context: ModulationContext, source: str) -> int:
     """Wraps every layer of ``network`` whose name (``prefix`` + its name in ``network``) the targets match;
@@ -92,26 +70,13 @@ def inject_lora(network: nn.Module, prefix: str, state: dict[str, torch.Tensor],
         block = adapter.block_of(prefix + name)
         if not -blocks <= block < blocks:
             raise SRError(f"{source}: layer {prefix + name} belongs to block {block}, the checkpoint embeds {blocks}")
-        down, up = _lora_pair(base, prefix + name, state, adapter.rank, source)
-        for suffix in ("lora_A.weight", "lora_B.weight"):
-            del state[f"{prefix + name}.{suffix}"]
+        down, up = lora_layers(base, prefix + name, state, adapter.rank, source)
+        for key in weight_keys(prefix + name):
+            del state[key]
         parent_name, _, child = name.rpartition(".")
         parent = network.get_submodule(parent_name) if parent_name else network
         setattr(parent, child, ModulatedLoRA(base, down, up, adapter.rank, block % blocks, context))
     return len(matched)
-
-
-def without_adapter_name(state: dict[str, torch.Tensor], adapter: str, source: str) -> dict[str, torch.Tensor]:
-    """``<layer>.lora_A.<adapter>.weight`` -> ``<layer>.lora_A.weight``; other keys as they are."""
-    renamed = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        if len(parts) >= 3 and parts[-3] in ("lora_A", "lora_B"):
-            if parts[-2] != adapter:
-                raise SRError(f"{source}: {key} belongs to adapter {parts[-2]!r}; the official code names it {adapter!r}")
-            key = ".".join(parts[:-2] + parts[-1:])
-        renamed[key] = value
-    return renamed
 
 
 def unet_block(name: str) -> int:

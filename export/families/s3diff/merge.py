@@ -15,6 +15,7 @@ from sr_runtime.families.s3diff import graphs as io
 from sr_runtime.graph_io import GraphIO
 
 from ...graph_spec import GraphSpec
+from ...sd.lora import lora_delta
 from .lora import ModulatedLoRA
 from .stages import UNetStage
 
@@ -28,7 +29,7 @@ def merged(network: nn.Module, matrices: torch.Tensor) -> nn.Module:
         m = matrices[module.block]
         down, up = module.down.weight, module.up.weight.flatten(1)  # B: (out, r)
         mixed = up @ m.T  # (out, r): B M^T
-        delta = torch.einsum("or,r...->o...", mixed, down) * module.scale
+        delta = lora_delta(mixed, down) * module.scale
         module.base.weight.data += delta.reshape(module.base.weight.shape)
         parent_name, _, child = name.rpartition(".")
         setattr(network.get_submodule(parent_name) if parent_name else network, child, module.base)

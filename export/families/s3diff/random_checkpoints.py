@@ -1,5 +1,5 @@
 """Random-weight S3Diff checkpoints in the official formats (``s3diff.pkl`` as ``S3Diff.save_model`` writes it,
-``de_net.pth`` as a plain DEResNet state dict, SD-Turbo as InvSR's writer makes it): tiny ones for the tests
+``de_net.pth`` as a plain DEResNet state dict, SD-Turbo as the SD layer's writer makes it): tiny ones for the tests
 and the demo model, full-width ones for benchmarks. The real loaders read them; everything is seeded.
 
 The tiny SD-Turbo's VAE keeps the SD VAE's 32-group norms and two resnets per encoder level, which the
@@ -15,8 +15,11 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 
-from ..invsr.random_checkpoints import TINY_VAE, write_random_sd_turbo
-from .checkpoint import FILE_NAME, UNET_ADAPTER, VAE_ADAPTER, Targets
+from ...sd.lora import Targets
+from ...sd.models import SD_TURBO
+from ...sd.random_checkpoints import TINY_VAE, write_random_sd
+from ..invsr.prompt import POSITIVE_PROMPT as INVSR_PROMPT
+from .checkpoint import FILE_NAME, UNET_ADAPTER, VAE_ADAPTER
 from .de_net import FILE_NAME as DE_NET_FILE
 from .de_net import DEResNet
 
@@ -105,7 +108,7 @@ def write_random_de_net(path: Path, seed: int) -> Path:
 def write_random_s3diff(folder: Path, seed: int = 0, size: str = "tiny") -> S3DiffFiles:
     """SD-Turbo, ``s3diff.pkl`` and ``de_net.pth`` under ``folder``."""
     folder = Path(folder)
-    sd_turbo = write_random_sd_turbo(folder / SD_TURBO_FOLDER, seed=seed, size=size)
+    sd_turbo = write_random_sd(folder / SD_TURBO_FOLDER, SD_TURBO, INVSR_PROMPT, seed=seed, size=size)
     if size == "tiny":
         shutil.rmtree(sd_turbo / "vae")
         torch.manual_seed(seed)

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_runtime.bundle_check import sha256_file
 from sr_runtime.errors import SRError
-from sr_runtime.families.invsr.family import PROMPT_EMBEDS_NAME
 from sr_runtime.families.s3diff.graphs import dims
 from sr_runtime.families.s3diff.section import PAD_MULTIPLE, SCALE
 from sr_runtime.manifest import CheckpointRecord, PipelineInfo
+from sr_runtime.sd.prompt_embeds import PROMPT_EMBEDS_NAME
 from sr_runtime.version import TOOL_VERSION
 
 from ...cache import DEMO_SEED, cache_root, cached_folder
 from ...reporting import Report
+from ...sd.models import SD_TURBO
 from ..base import BuildPlan, FamilySource
 from .checkpoint import FILE_NAME
 from .components import S3DiffComponents, load_components
@@ -88,18 +88,14 @@ def demo_checkpoints() -> S3DiffPaths:
 
 
 def load_source(paths: S3DiffPaths, demo: bool, report: Report) -> S3DiffSource:
-    from ..invsr.sd_turbo import resolve_sd_turbo_folder, weight_files
+    from ...checkpoints import file_record
+    from ...sd.loading import folder_record
 
     report(f"loading SD-Turbo from {paths.sd_turbo}, S3Diff from {paths.checkpoint} and DEResNet from {paths.de_net}")
     components = load_components(paths.sd_turbo, paths.checkpoint, paths.de_net)
-    sd_folder = resolve_sd_turbo_folder(paths.sd_turbo)
     report("hashing checkpoints")
-    checkpoints = {
-        "sd_turbo": CheckpointRecord(str(sd_folder), {str(f.relative_to(sd_folder)): sha256_file(f)
-                                                      for f in weight_files(sd_folder)}),
-        "s3diff": CheckpointRecord(str(paths.checkpoint), {paths.checkpoint.name: sha256_file(paths.checkpoint)}),
-        "de_net": CheckpointRecord(str(paths.de_net), {paths.de_net.name: sha256_file(paths.de_net)}),
-    }
+    checkpoints = {"sd_turbo": folder_record(paths.sd_turbo, SD_TURBO), "s3diff": file_record(paths.checkpoint),
+                   "de_net": file_record(paths.de_net)}
     return S3DiffSource(components, demo, checkpoints)
 
 

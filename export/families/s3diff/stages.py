@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..invsr.stages import posterior_sample
+from ...sd.posterior import posterior_sample
 from .components import GUIDANCE_SCALE, S3DiffComponents
 from .lora import ModulationContext
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from sr_runtime.errors import SRError
 from sr_runtime.families.s3diff.graphs import segment_io
-from sr_runtime.families.s3diff.section import Resize, VAESegment
+from sr_runtime.sd.vae_segment import Resize, VAESegment
 
 from .components import S3DiffComponents
 from .stages import DecoderEntry, EncoderModulation, quantized_moments, to_unit_range

@@ -6,28 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ...backends.base import REBUILD_HINT, ChainPlan, TileChain
+from ...backends.base import ChainPlan, TileChain
 from ...errors import SRError
 from ...family import Family, TileProgress
 from ...manifest import Manifest
 from ...resources import ImageCost
+from ...sd.prompt_embeds import PROMPT_EMBEDS_NAME, load_prompt_embeds
 from .chain import FEEDS, invsr_plan
 from .graphs import GRAPHS
 from .image_loop import InvSROptions, UpscaleSettings, image_cost, upscale_array
 from .section import SCALE, InvSRSection
-
-PROMPT_EMBEDS_NAME = "prompt_embeds.npy"
-
-
-def load_prompt_embeds(bundle: Path, section: InvSRSection) -> np.ndarray:
-    path = bundle / PROMPT_EMBEDS_NAME
-    try:
-        embeds = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise SRError(f"{path} is unreadable ({err}); {REBUILD_HINT}") from err
-    if list(embeds.shape) != section.embed_shape:
-        raise SRError(f"{path} has shape {embeds.shape}, the manifest says {section.embed_shape}; {REBUILD_HINT}")
-    return embeds.astype(np.float32)
 
 
 class InvSRFamily(Family):
@@ -42,7 +30,7 @@ class InvSRFamily(Family):
 
     def __init__(self, bundle: Path, manifest: Manifest):
         super().__init__(bundle, manifest)
-        self.prompt_embeds = load_prompt_embeds(self.bundle, self.section)
+        self.prompt_embeds = load_prompt_embeds(self.bundle, self.section.embed_shape)
 
     def check_options(self, options: InvSROptions) -> None:
         options.group(self.section.group_steps)

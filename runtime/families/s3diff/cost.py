@@ -8,10 +8,11 @@ activation (and pending residual) at the current segment: all tiles wait for the
 from __future__ import annotations
 
 from ...resources import ImageCost
+from ...sd.tiled_vae import DECODER_PAD, ENCODER_PAD, VAETile, split_tiles
+from ...sd.vae_segment import VAESegment
 from .image_loop import Tiling
 from .options import S3DiffOptions
-from .section import S3DiffSection, VAESegment
-from .tiled_vae import DECODER_PAD, ENCODER_PAD, VAETile, split_tiles
+from .section import S3DiffSection
 
 # Host bytes per pixel of the padded x4 image at the untiled loop's peak (without and with the wavelet colour
 # fix), and held while a tiled stage runs (the x4 LR and the padded VAE input).

@@ -11,7 +11,7 @@ from ...backends.base import LR_FEED, ChainPlan, TileChain
 from ...family import Family, TileProgress
 from ...manifest import Manifest
 from ...resources import ImageCost
-from ..invsr.family import PROMPT_EMBEDS_NAME, load_prompt_embeds
+from ...sd.prompt_embeds import PROMPT_EMBEDS_NAME, load_prompt_embeds
 from .chain import FEEDS, Stage, s3diff_plan, segment_variant
 from .cost import image_cost
 from .graphs import GRAPHS, all_graphs
@@ -63,7 +63,7 @@ class S3DiffFamily(Family):
     def __init__(self, bundle: Path, manifest: Manifest):
         self.graphs = all_graphs(manifest.section)
         super().__init__(bundle, manifest)
-        self.prompt_embeds = load_prompt_embeds(self.bundle, self.section)
+        self.prompt_embeds = load_prompt_embeds(self.bundle, self.section.embed_shape)
 
     def check_options(self, options: S3DiffOptions) -> None:
         options.check_vae(self.section.vae_factor)

@@ -10,8 +10,9 @@ level), and, fixed at export, ``latent_channels``, ``tokens`` and ``embed`` (the
 from __future__ import annotations
 
 from ...graph_io import Dims, GraphIO, TensorIO
+from ...sd.vae_segment import VAESegment
 from .preprocess import padded_size
-from .section import S3DiffSection, VAESegment
+from .section import S3DiffSection
 
 FIXED_DIMS = frozenset({"latent_channels", "tokens", "embed"})
 # fp32 in every precision (``scalar``): the modulation's Fourier features and the group statistics need it.

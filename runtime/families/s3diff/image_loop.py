@@ -14,8 +14,10 @@ from typing import Protocol
 import numpy as np
 
 from ...family import TileProgress
+from ...sd import latent_tiles
+from ...sd.posterior import posterior_noise, posterior_sample
+from ...sd.tiled_vae import DECODER_PAD, ENCODER_PAD, run_tiled, split_tiles, tiled
 from ...tiling import check_rgb_image
-from . import latent_tiles
 from .options import S3DiffOptions
 from .preprocess import (
     SCALE,
@@ -23,12 +25,9 @@ from .preprocess import (
     check_size,
     finish,
     padded_size,
-    posterior_noise,
-    posterior_sample,
     vae_input,
 )
 from .section import S3DiffSection
-from .tiled_vae import DECODER_PAD, ENCODER_PAD, run_tiled, split_tiles, tiled
 
 
 class S3DiffStages(Protocol):

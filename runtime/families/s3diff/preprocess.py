@@ -53,23 +53,6 @@ def vae_input(upscaled: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")[None]
 
 
-def posterior_noise(seed: int | None, shape: tuple[int, ...]) -> np.ndarray:
-    """The VAE posterior's noise: zero (the mean; deterministic) without a seed, else one numpy draw per image.
-
-    The official samples ``latent_dist.sample()`` from torch's global generator (seeded only by --seed,
-    through accelerate's set_seed): a seeded run here does not reproduce its CUDA stream bit for bit."""
-    if seed is None:
-        return np.zeros(shape, np.float32)
-    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-
-
-def posterior_sample(moments: np.ndarray, noise: np.ndarray, latent_scale: float) -> np.ndarray:
-    """scaling_factor * (mean + std * noise) of the [mean, logvar] moments (diffusers' rule)."""
-    mean, logvar = np.split(moments.astype(np.float32), 2, axis=1)
-    std = np.exp(np.float32(0.5) * np.clip(logvar, -30.0, 20.0))
-    return (mean + std * noise) * np.float32(latent_scale)
-
-
 def _to_bytes(image: np.ndarray) -> np.ndarray:
     """ToPILImage's float -> uint8 (mul(255) and a truncating cast), back as ToTensor gives it."""
     return (image * np.float32(255)).astype(np.uint8).astype(np.float32) / np.float32(255)

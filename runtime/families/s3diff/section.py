@@ -5,49 +5,13 @@ the VAE segments the official tiled VAE runs between its group norms."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 from ...manifest import PipelineInfo
+from ...sd.vae_segment import VAESegment
 
 SCALE = 4  # the official inference: config sf 4 (bilinear x4 before the VAE)
 # inference_s3diff.py reflect-pads the x4 image (bottom / right) to multiples of 64 px.
 PAD_MULTIPLE = 64
-
-
-class Resize(IntEnum):
-    """How a VAE segment changes the spatial size: its downsampler (//2) or upsampler (x2), if any."""
-
-    NONE = 0
-    UP = 1
-    DOWN = -1
-
-
-@dataclass
-class VAESegment:
-    """What one segment of the tiled VAE computes: from a group norm (with statistics gathered over all
-    tiles) to the input of the next one. Channel counts are fixed at export; spatial sizes are dynamic."""
-
-    in_channels: int
-    out_channels: int
-    norm_groups: int | None  # the group norm it starts with (None: the first segment, which has none)
-    next_groups: int | None  # groups of the norm its output feeds (None: the last segment)
-    residual_in: int | None  # channels of the residual pending at its start (None: none)
-    residual_out: int | None  # channels of the residual pending at its end, packed after ``out_channels``
-    resize: Resize
-
-    def out_size(self, size: int) -> int:
-        if self.resize == Resize.UP:
-            return 2 * size
-        if self.resize == Resize.DOWN:  # diffusers' Downsample2D: pad (0, 1), 3x3 conv at stride 2
-            return size // 2
-        return size
-
-    def problem(self) -> str | None:
-        counts = (self.in_channels, self.out_channels, self.norm_groups or 1, self.next_groups or 1,
-                  self.residual_in or 1, self.residual_out or 1)
-        if min(counts) < 1:
-            return f"VAE segment {self} has a non-positive channel or group count"
-        return None
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .section import VAESegment
+from .vae_segment import VAESegment
 
 # VAEHook's margins: image px around an encoder tile, latent px around a decoder tile.
 ENCODER_PAD = 32

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ...errors import SRError
+from ..errors import SRError
 
 # The official _gaussian_weights: variance 0.01 of the tile-normalised offset.
 VARIANCE = 0.01

@@ -1,0 +1,22 @@
+"""The VAE posterior on the runtime side: its noise (drawn with numpy) and the scaled sample the UNet starts from."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def posterior_noise(seed: int | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The VAE posterior's noise: zero (the mean; deterministic) without a seed, else one numpy draw per image.
+
+    The official samples ``latent_dist.sample()`` from torch's global generator (seeded only by --seed,
+    through accelerate's set_seed): a seeded run here does not reproduce its CUDA stream bit for bit."""
+    if seed is None:
+        return np.zeros(shape, np.float32)
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+
+
+def posterior_sample(moments: np.ndarray, noise: np.ndarray, latent_scale: float) -> np.ndarray:
+    """scaling_factor * (mean + std * noise) of the [mean, logvar] moments (diffusers' rule)."""
+    mean, logvar = np.split(moments.astype(np.float32), 2, axis=1)
+    std = np.exp(np.float32(0.5) * np.clip(logvar, -30.0, 20.0))
+    return (mean + std * noise) * np.float32(latent_scale)
