@@ -55,3 +55,13 @@ SEED = click.Option(["--seed"], type=click.IntRange(0, 2**63 - 1), default=None,
 COLOR_FIX = click.Option(["--color-fix"], type=click.Choice([*COLOR_FIX_METHODS, NO_COLOR_FIX]), default=None,
                          help="Take the colours from the LR image (the official --color_fix); none keeps the "
                               "network's (default: the model's own; InvSR: none).")
+# The official tiled VAE and latent tiles of the one-step SD families (S3Diff, OSEDiff).
+LATENT_TILE = click.Option(["--latent-tile"], type=TILE_PX, default=None,
+                           help="Latent px per UNet tile; larger latents are tiled (default: the official 96).")
+LATENT_OVERLAP = click.Option(["--latent-overlap"], type=click.IntRange(0, MAX_TILE), default=None,
+                              help="Latent px the UNet tiles overlap (default: the official 32).")
+VAE_ENCODER_TILE = click.Option(["--vae-encoder-tile"], type=TILE_PX, default=None,
+                                help="Image px per tile of the official tiled VAE encoder (default 1024).")
+VAE_DECODER_TILE = click.Option(["--vae-decoder-tile"], type=TILE_PX, default=None,
+                                help="Latent px per tile of the official tiled VAE decoder (default 224).")
+TILING = (LATENT_TILE, LATENT_OVERLAP, VAE_ENCODER_TILE, VAE_DECODER_TILE)

@@ -1,8 +1,9 @@
-"""InvSR's optional colour fix (``--color_fix wavelet|ycbcr``, ``utils/util_color_fix.py``), in numpy.
+"""The official colour fixes, in numpy: InvSR's ``--color_fix wavelet|ycbcr`` (``utils/util_color_fix.py``), and the
+wavelet and AdaIN fixes of the one-step SD families (``my_utils/wavelet_color_fix.py``).
 
-Both methods take the colours (low frequencies, or chroma) from the LR image resized to the SR size
-with PyTorch's antialiased bicubic, and keep the detail (high frequencies, or luma) of the SR.
-All images are (C, H, W) float32.
+InvSR takes the colours (low frequencies, or chroma) from the LR image resized to the SR size with PyTorch's
+antialiased bicubic, and keeps the detail (high frequencies, or luma) of the SR; AdaIN gives each channel of the
+SR the mean and standard deviation of the reference's. All images are (C, H, W) float32.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import numpy as np
 
 from .errors import SRError
 
-COLOR_FIX_METHODS = ("wavelet", "ycbcr")
+COLOR_FIX_METHODS = ("wavelet", "ycbcr", "adain")  # each family runs those of its official code
+INVSR_METHODS = ("wavelet", "ycbcr")  # InvSR's --color_fix, which apply_color_fix runs
+_ADAIN_EPS = 1e-5  # calc_mean_std: added to the (unbiased) variance
 NO_COLOR_FIX = "none"  # said explicitly, for models whose default is a colour fix
 
 _CUBIC_A = -0.5  # the antialiased kernel's coefficient (PIL's), not the -0.75 of plain bicubic
@@ -122,6 +125,20 @@ def wavelet_color_fix(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return sr_high + reference_low
 
 
+def adain_color_fix(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each channel of ``sr`` moved to the mean and standard deviation of ``reference``'s (the official
+    adaptive_instance_normalization), clamped to [0, 1]."""
+    _check_pair(sr, reference)
+
+    def mean_std(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flat = image.astype(np.float32).reshape(image.shape[0], -1)
+        return flat.mean(axis=1)[:, None, None], np.sqrt(flat.var(axis=1, ddof=1) + np.float32(_ADAIN_EPS))[:, None, None]
+
+    sr_mean, sr_std = mean_std(sr)
+    reference_mean, reference_std = mean_std(reference)
+    return np.clip((sr - sr_mean) / sr_std * reference_std + reference_mean, 0.0, 1.0).astype(np.float32)
+
+
 def _colour_transform(image: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """The official conversions: to 0-255, times ``matrix`` plus ``offset``, back to 0-1, clamped."""
     flat = 255.0 * image.reshape(3, -1)
@@ -138,12 +155,12 @@ def ycbcr_color_fix(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return _colour_transform(np.concatenate([luma, chroma]), _YCBCR_TO_RGB, _RGB_OFFSET)
 
 
-def color_fix_method(method: str | None) -> str | None:
-    """The colour fix to apply, None for none; an unknown name is refused."""
+def color_fix_method(method: str | None, known: tuple[str, ...] = COLOR_FIX_METHODS) -> str | None:
+    """The colour fix to apply, None for none; a name not ``known`` is refused."""
     if method is None or method == NO_COLOR_FIX:
         return None
-    if method not in COLOR_FIX_METHODS:
-        raise SRError(f"unknown colour fix {method!r}; choose one of: {', '.join((*COLOR_FIX_METHODS, NO_COLOR_FIX))}")
+    if method not in known:
+        raise SRError(f"unknown colour fix {method!r}; choose one of: {', '.join((*known, NO_COLOR_FIX))}")
     return method
 
 
@@ -154,7 +171,7 @@ def apply_color_fix(sr: np.ndarray, padded_lr: np.ndarray, method: str | None) -
     squeezes a larger field of view into the frame, so colours are taken from slightly misaligned
     places. That is what the official sampler does, and we reproduce it on purpose so outputs match.
     """
-    method = color_fix_method(method)
+    method = color_fix_method(method, INVSR_METHODS)
     sr = np.asarray(sr, dtype=np.float32)
     if method is None:
         return sr

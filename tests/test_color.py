@@ -144,3 +144,28 @@ def test_apply_rejects_unknown_method(method):
     with pytest.raises(SRError) as err:
         apply_color_fix(random_image(8, 16, 16), random_image(9, 4, 4), method)
     assert "\n" not in str(err.value)
+
+
+def test_adain_is_the_official_adaptive_instance_normalization():
+    from sr_runtime.color import adain_color_fix
+
+    sr, reference = random_image(3, 20, 24), random_image(5, 20, 24)
+    target, source = torch.from_numpy(sr)[None], torch.from_numpy(reference)[None]
+
+    def mean_std(feat):  # calc_mean_std: unbiased variance + 1e-5
+        flat = feat.reshape(1, 3, -1)
+        return flat.mean(dim=2).reshape(1, 3, 1, 1), (flat.var(dim=2) + 1e-5).sqrt().reshape(1, 3, 1, 1)
+
+    (t_mean, t_std), (s_mean, s_std) = mean_std(target), mean_std(source)
+    want = ((target - t_mean) / t_std * s_std + s_mean).clamp(0, 1)[0].numpy()
+    np.testing.assert_allclose(adain_color_fix(sr, reference), want, atol=2e-6)
+
+
+@pytest.mark.parametrize(("size", "out"), [((20, 28), (80, 112)), ((200, 328), (384, 384)), ((512, 640), (384, 384))])
+def test_the_bilinear_resize_is_torchs_bit_for_bit(size, out):
+    from sr_runtime.resize import resize_bilinear
+
+    image = random_image(7, *size)
+    want = torch.nn.functional.interpolate(torch.from_numpy(image)[None], out, mode="bilinear", align_corners=False)
+    # torch fuses the blend's multiply-add where the CPU can; elsewhere the last bit may differ.
+    np.testing.assert_allclose(resize_bilinear(image, *out), want[0].numpy(), rtol=0, atol=2e-7)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from demo_outputs import CASES, demo_output
+from helpers import psnr
 from torch import nn
 
 from sr_export.sd.loading import find_default_sd, load_sd, resolve_sd_folder
@@ -92,5 +93,9 @@ def test_a_lora_of_another_rank_is_refused_in_one_line():
 @pytest.mark.parametrize("case", CASES)
 def test_the_demo_references_are_what_they_were_before_the_sd_layer(case: str, tmp_path: Path):
     want = np.load(Path(__file__).parent / "data" / "sd_layer" / f"{case}.npy")
-    # Bit for bit on the machine that wrote them; another CPU's kernels may round the last bits differently.
-    np.testing.assert_allclose(demo_output(case, tmp_path), want, rtol=0, atol=1e-5)
+    got = demo_output(case, tmp_path)
+    print(f"{case}: max-abs {np.abs(got - want).max():.3g}, {psnr(got, want):.1f} dB")
+    # Bit for bit when the layer was made (on the machine that wrote them). Since then S3Diff's bilinear x4 matches
+    # torch's fused multiply-adds (1e-7 closer to the official), which flips a few 8-bit values before its colour
+    # fix; a mistake in the shared code costs far more than these 60 dB allow.
+    assert got.shape == want.shape and psnr(got, want) >= 60

@@ -7,11 +7,13 @@ from sr_runtime.errors import SRError
 
 from .base import ExportFamily
 from .invsr import InvSRExport
+from .osediff import OSEDiffExport
 from .resshift import ResShiftExport
 from .rrdbnet import RRDBNetExport
 from .s3diff import S3DiffExport
 
-FAMILIES: dict[str, ExportFamily] = {family.name: family for family in (InvSRExport(), RRDBNetExport(), ResShiftExport(), S3DiffExport())}
+FAMILIES: dict[str, ExportFamily] = {family.name: family for family in (InvSRExport(), RRDBNetExport(), ResShiftExport(), S3DiffExport(),
+                                                                                OSEDiffExport())}
 
 
 def family_for_model(model: str) -> ExportFamily:

@@ -18,9 +18,11 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
+from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from .lora import Targets, weight_keys
 from .models import SD21_BASE, SD_TURBO, SDModel
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -106,6 +108,8 @@ TINY_VAE = {
     "force_upcast": True,
     "act_fn": "silu",
 }
+# The official tiled VAE (vaehook.py) hard-codes 32-group norms and two resnets per encoder level.
+TINY_TILED_VAE = {**TINY_VAE, "block_out_channels": [32, 32, 32, 32], "layers_per_block": 2, "norm_num_groups": 32}
 # sd-turbo's OpenCLIP-H tower in miniature; the token ids mirror its (legacy) config values.
 TINY_TEXT_ENCODER = {
     "hidden_size": TEXT_HIDDEN,
@@ -141,10 +145,14 @@ BENCH_TEXT_ENCODER = {
     "num_attention_heads": 16,
     "projection_dim": 1024,
 }
+# SD-2.1's OpenCLIP-H text tower as released (23 layers): timed where a family encodes its prompt per image.
+FULL_TEXT_ENCODER = {**BENCH_TEXT_ENCODER, "num_hidden_layers": 23, "projection_dim": 512}
 # size -> (UNet, VAE, text encoder) configs
 SIZES = {
     "tiny": (TINY_UNET, TINY_VAE, TINY_TEXT_ENCODER),
+    "tiny-tiled-vae": (TINY_UNET, TINY_TILED_VAE, TINY_TEXT_ENCODER),
     "full": (FULL_UNET, FULL_VAE, BENCH_TEXT_ENCODER),
+    "full-text-encoder": (FULL_UNET, FULL_VAE, FULL_TEXT_ENCODER),
 }
 
 
@@ -185,7 +193,7 @@ def write_random_sd(folder: Path, model: SDModel, vocabulary_text: str, seed: in
         _write_diffusers_folder(folder, model, vocabulary_text, seed, size, unet_levels)
         return folder
     repo = folder / model.hub_folder
-    revision = hashlib.sha1(f"tiny-{model.repo_id}-seed{seed}".encode()).hexdigest()
+    revision = hashlib.sha1(f"tiny-{model.repo_id.split('/')[-1]}-seed{seed}".encode()).hexdigest()
     snapshot = repo / "snapshots" / revision
     _write_diffusers_folder(snapshot, model, vocabulary_text, seed, size, unet_levels)
     _move_into_blobs(snapshot, repo / "blobs")
@@ -287,3 +295,20 @@ def _move_into_blobs(snapshot: Path, blobs: Path) -> None:
         path.symlink_to(os.path.relpath(blob, path.parent))
 
 
+
+
+def random_lora_state(network: nn.Module, prefix: str, targets: Targets, adapter: str, rank: int) -> dict:
+    """PEFT's weights (``<prefix><layer>.lora_A.<adapter>.weight``, lora_B) for every layer of ``network`` the
+    targets match, random (lora_B too: a fresh adapter's zero B would hide the LoRA)."""
+    state = {}
+    for name, module in network.named_modules():
+        if not targets.match(prefix + name):
+            continue
+        if isinstance(module, nn.Conv2d):
+            down = nn.Conv2d(module.in_channels, rank, module.kernel_size, module.stride, module.padding, bias=False)
+            up = nn.Conv2d(rank, module.out_channels, 1, bias=False)
+        else:
+            down, up = nn.Linear(module.in_features, rank, bias=False), nn.Linear(rank, module.out_features, bias=False)
+        for key, layer in zip(weight_keys(prefix + name, adapter), (down, up), strict=True):
+            state[key] = layer.weight.detach().clone()
+    return state

@@ -92,9 +92,11 @@ LR_FEED = "lr"  # every family feeds its LR tiles (n, 3, h, w) under this name
 
 
 def plan_key(feeds: Mapping[str, np.ndarray], variant: int, batch: int | None = None) -> PlanKey:
-    """What a tile batch's plan is made for: (variant, tiles (or ``batch``, padded to), height, width)."""
-    n, _, height, width = feeds[LR_FEED].shape
-    return variant, batch or n, height, width
+    """What a tile batch's plan is made for: (variant, tiles (or ``batch``, padded to), height, width); a main input
+    of token ids (n, tokens) has a width only."""
+    shape = feeds[LR_FEED].shape
+    height, width = shape[-2:] if len(shape) == 4 else (0, shape[-1])
+    return variant, batch or shape[0], height, width
 
 
 def first_line(err: Exception) -> str:

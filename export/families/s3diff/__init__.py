@@ -11,7 +11,7 @@ from ... import cli_options as shared
 from ...reporting import Report
 from ..base import ExportFamily, ImageRunner, Options
 from .merge_bench import merge_bench
-from .options import CHECKPOINTS, TILING
+from .options import CHECKPOINTS
 
 
 def _run_options(options: Options):
@@ -28,7 +28,7 @@ class S3DiffExport(ExportFamily):
     models = ("s3diff",)
     build_options = CHECKPOINTS
     reference_options = (*CHECKPOINTS, shared.DEVICE)
-    run_options = (shared.COLOR_FIX, shared.SEED, *TILING)
+    run_options = (shared.COLOR_FIX, shared.SEED, *shared.TILING)
     bench_options = CHECKPOINTS
     bench_commands = (merge_bench,)
 

@@ -6,7 +6,8 @@ from sr_runtime.families.s3diff import graphs as io
 from sr_runtime.families.s3diff.section import S3DiffSection
 
 from ...graph_spec import GraphSpec
-from .stages import DecoderStage, DegradationStage, EncoderStage, UNetStage
+from ...sd.vae_segments import segment_specs as shared_segment_specs
+from .stages import DegradationStage, EncoderStage, UNetStage, decoder_stage
 from .vae_segments import segments_of
 
 UNIT_RANGE = frozenset({"lr", "deg_score"})  # sample values in [0, 1]: the LR and the (sigmoid) scores
@@ -19,20 +20,10 @@ VAE_ENCODER = GraphSpec(io.VAE_ENCODER, EncoderStage,
 UNET = GraphSpec(io.UNET, UNetStage.of,
                  "latent, deg_score, prompt embeds -> modulated LoRA UNet, both prompts as one batch -> guided eps",
                  unit_range=UNIT_RANGE)
-VAE_DECODER = GraphSpec(io.VAE_DECODER, DecoderStage, "latent, eps -> one-step x0 -> VAE decoder -> image in [0, 1]")
+VAE_DECODER = GraphSpec(io.VAE_DECODER, decoder_stage, "latent, eps -> one-step x0 -> VAE decoder -> image in [0, 1]")
 GRAPHS: tuple[GraphSpec, ...] = (DEGRADATION, VAE_ENCODER, UNET, VAE_DECODER)
 
 
 def segment_specs(section: S3DiffSection) -> tuple[GraphSpec, ...]:
-    """One graph per VAE segment of the official tiled VAE (group statistics of mean 0, variance 1 as samples)."""
-    specs = []
-    for kind, records in (("encoder", section.encoder_segments), ("decoder", section.decoder_segments)):
-        for index, record in enumerate(records):
-            specs.append(GraphSpec(
-                io.segment_io(kind, index, record),
-                lambda c, kind=kind, index=index: segments_of(c, kind).modules[index],
-                f"tiled VAE {kind} segment {index}: gathered group norm -> up to the next norm",
-                constants={"mean": 0.0, "var": 1.0},
-                unit_range=UNIT_RANGE,
-            ))
-    return tuple(specs)
+    return shared_segment_specs(section.encoder_segments, section.decoder_segments, segments_of, (io.DEG_SCORE,),
+                                UNIT_RANGE)

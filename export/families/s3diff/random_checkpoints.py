@@ -7,7 +7,6 @@ official tiled VAE assumes (it hard-codes both)."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from torch import nn
 
 from ...sd.lora import Targets
 from ...sd.models import SD_TURBO
-from ...sd.random_checkpoints import TINY_VAE, write_random_sd
+from ...sd.random_checkpoints import random_lora_state, write_random_sd
 from ..invsr.prompt import POSITIVE_PROMPT as INVSR_PROMPT
 from .checkpoint import FILE_NAME, UNET_ADAPTER, VAE_ADAPTER
 from .de_net import FILE_NAME as DE_NET_FILE
@@ -31,7 +30,6 @@ FOURIER_FEATURES = 64  # S3Diff.__init__: num_embeddings
 BLOCK_EMBEDDING = 64
 DEGRADATION_WIDTH = 256
 UNET_BLOCKS, VAE_BLOCKS = 10, 6
-TINY_S3DIFF_VAE = {**TINY_VAE, "block_out_channels": [32, 32, 32, 32], "layers_per_block": 2, "norm_num_groups": 32}
 SD_TURBO_FOLDER = "sd-turbo"
 # size -> (rank_unet, rank_vae): the official ranks for full size
 RANKS = {"tiny": (8, 4), "full": (32, 16)}
@@ -42,23 +40,6 @@ class S3DiffFiles:
     sd_turbo: Path
     checkpoint: Path  # s3diff.pkl
     de_net: Path
-
-
-def _lora_state(network: nn.Module, prefix: str, targets: Targets, adapter: str, rank: int) -> dict:
-    """PEFT's weights for every targeted layer, random (lora_B too: a fresh PEFT adapter's zero B would hide
-    the modulation)."""
-    state = {}
-    for name, module in network.named_modules():
-        if not targets.match(prefix + name):
-            continue
-        if isinstance(module, nn.Conv2d):
-            down = nn.Conv2d(module.in_channels, rank, module.kernel_size, module.stride, module.padding, bias=False)
-            up = nn.Conv2d(rank, module.out_channels, 1, bias=False)
-        else:
-            down, up = nn.Linear(module.in_features, rank, bias=False), nn.Linear(rank, module.out_features, bias=False)
-        state[f"{prefix}{name}.lora_A.{adapter}.weight"] = down.weight.detach().clone()
-        state[f"{prefix}{name}.lora_B.{adapter}.weight"] = up.weight.detach().clone()
-    return state
 
 
 def _linear_state(inputs: int, outputs: int, prefix: str) -> dict:
@@ -72,7 +53,7 @@ def write_random_checkpoint(path: Path, sd_turbo: Path, seed: int, size: str = "
     unet = UNet2DConditionModel.from_pretrained(sd_turbo, subfolder="unet", low_cpu_mem_usage=False)
     vae = AutoencoderKL.from_pretrained(sd_turbo, subfolder="vae", low_cpu_mem_usage=False)
     torch.manual_seed(seed)
-    state_unet = _lora_state(unet, "", Targets(None, tuple(UNET_TARGETS)), UNET_ADAPTER, rank_unet)
+    state_unet = random_lora_state(unet, "", Targets(None, tuple(UNET_TARGETS)), UNET_ADAPTER, rank_unet)
     conv_in = nn.Conv2d(unet.conv_in.in_channels, unet.conv_in.out_channels, unet.conv_in.kernel_size,
                         padding=unet.conv_in.padding)
     state_unet.update({"conv_in.weight": conv_in.weight.detach().clone(), "conv_in.bias": conv_in.bias.detach().clone()})
@@ -82,7 +63,7 @@ def write_random_checkpoint(path: Path, sd_turbo: Path, seed: int, size: str = "
         "rank_unet": rank_unet,
         "rank_vae": rank_vae,
         "state_dict_unet": state_unet,
-        "state_dict_vae": _lora_state(vae.encoder, "encoder.", Targets(VAE_TARGETS), VAE_ADAPTER, rank_vae),
+        "state_dict_vae": random_lora_state(vae.encoder, "encoder.", Targets(VAE_TARGETS), VAE_ADAPTER, rank_vae),
     }
     for network, rank in (("vae", rank_vae), ("unet", rank_unet)):
         checkpoint[f"state_dict_{network}_de_mlp"] = _linear_state(4 * FOURIER_FEATURES, DEGRADATION_WIDTH, "0.")
@@ -108,10 +89,7 @@ def write_random_de_net(path: Path, seed: int) -> Path:
 def write_random_s3diff(folder: Path, seed: int = 0, size: str = "tiny") -> S3DiffFiles:
     """SD-Turbo, ``s3diff.pkl`` and ``de_net.pth`` under ``folder``."""
     folder = Path(folder)
-    sd_turbo = write_random_sd(folder / SD_TURBO_FOLDER, SD_TURBO, INVSR_PROMPT, seed=seed, size=size)
-    if size == "tiny":
-        shutil.rmtree(sd_turbo / "vae")
-        torch.manual_seed(seed)
-        AutoencoderKL(**TINY_S3DIFF_VAE).save_pretrained(sd_turbo / "vae")
+    sd_turbo = write_random_sd(folder / SD_TURBO_FOLDER, SD_TURBO, INVSR_PROMPT, seed=seed,
+                               size="tiny-tiled-vae" if size == "tiny" else size)
     return S3DiffFiles(sd_turbo, write_random_checkpoint(folder / FILE_NAME, sd_turbo, seed, size),
                        write_random_de_net(folder / DE_NET_FILE, seed))

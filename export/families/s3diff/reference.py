@@ -18,7 +18,7 @@ from sr_runtime.family import TileProgress
 
 from .components import S3DiffComponents
 from .section import build_section
-from .stages import DecoderStage, DegradationStage, EncoderStage, UNetStage
+from .stages import DegradationStage, EncoderStage, UNetStage, decoder_stage
 from .vae_segments import segments_of
 
 
@@ -37,7 +37,7 @@ class S3DiffReference:
         self.degradation = DegradationStage(components.de_net).eval()
         self.encoder = EncoderStage(components).eval()
         self.unet = UNetStage.of(components).eval()
-        self.decoder = DecoderStage(components).eval()
+        self.decoder = decoder_stage(components).eval()
         encoder, decoder = segments_of(components, "encoder"), segments_of(components, "decoder")
         self.segments = {"encoder": encoder.modules, "decoder": decoder.modules}
         with torch.inference_mode():

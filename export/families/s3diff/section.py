@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sr_runtime.families.s3diff.section import S3DiffSection
 
+from ...sd.vae_segments import VAESegments
 from .components import GUIDANCE_SCALE, NEGATIVE_PROMPT, POSITIVE_PROMPT, S3DiffComponents
-from .vae_segments import VAESegments
 
 
 def build_section(c: S3DiffComponents, encoder: VAESegments, decoder: VAESegments,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...color import apply_color_fix, color_fix_method
+from ...color import INVSR_METHODS, apply_color_fix, color_fix_method
 from ...errors import SRError
 from ...family import TileProgress
 from ...images import OutputFile
@@ -46,7 +46,7 @@ class InvSROptions:
     steps_map: str | Path | OutputFile | None = None  # a PNG showing each tile's group
 
     def __post_init__(self):
-        color_fix_method(self.color_fix)
+        color_fix_method(self.color_fix, INVSR_METHODS)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
                                       or not 0 <= self.seed <= MAX_SEED):
             raise SRError(f"seed {self.seed!r} must be an integer from 0 to {MAX_SEED}")

@@ -12,10 +12,9 @@ import numpy as np
 
 from ...backends.base import LR_FEED, ChainPlan
 from ...errors import SRError
-from .graphs import DEGRADATION, UNET, VAE_DECODER, VAE_ENCODER, dims, segment_dims, segment_io
+from ...sd.vae_graphs import DECODER, ENCODER, segment_dims, segment_io
+from .graphs import DEG_SCORE, DEGRADATION, UNET, VAE_DECODER, VAE_ENCODER, dims
 from .section import S3DiffSection
-
-ENCODER, DECODER = "encoder", "decoder"
 
 
 class Stage(IntEnum):
@@ -71,7 +70,7 @@ def s3diff_plan(section: S3DiffSection, prompt_embeds: np.ndarray, variant: int,
         return ChainPlan(batch, (VAE_DECODER.call(latent=LR_FEED),), {}, (LR_FEED, "eps"), "sr", sizes)
     kind, index = _segment(section, variant)
     segment = (section.encoder_segments if kind == ENCODER else section.decoder_segments)[index]
-    io = segment_io(kind, index, segment)
+    io = segment_io(kind, index, segment, (DEG_SCORE,))
     sizes = {"batch": batch, **dict(zip(segment_dims(kind, index),
                                         (height, width, segment.out_size(height), segment.out_size(width)), strict=True))}
     feeds = tuple(LR_FEED if t.name == "x" else t.name for t in io.inputs)

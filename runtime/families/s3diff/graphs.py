@@ -10,7 +10,7 @@ level), and, fixed at export, ``latent_channels``, ``tokens`` and ``embed`` (the
 from __future__ import annotations
 
 from ...graph_io import Dims, GraphIO, TensorIO
-from ...sd.vae_segment import VAESegment
+from ...sd.vae_graphs import segment_graphs, segment_sizes
 from .preprocess import padded_size
 from .section import S3DiffSection
 
@@ -40,42 +40,8 @@ VAE_DECODER = GraphIO("vae_decoder", (_latent("latent"), _latent("eps")), (SR,),
 GRAPHS: tuple[GraphIO, ...] = (DEGRADATION, VAE_ENCODER, UNET, VAE_DECODER)
 
 
-def segment_name(kind: str, index: int) -> str:
-    """``kind``: "encoder" or "decoder"."""
-    return f"vae_{kind}_segment{index}"
-
-
-def segment_dims(kind: str, index: int) -> tuple[str, str, str, str]:
-    """A segment's own spatial dimensions: (height, width) of its input, then of its output."""
-    name = segment_name(kind, index)
-    return f"{name}_height", f"{name}_width", f"{name}_out_height", f"{name}_out_width"
-
-
-def segment_io(kind: str, index: int, segment: VAESegment) -> GraphIO:
-    """One VAE segment: x (with its norm's gathered statistics, the pending residual, the encoder's deg_score,
-    the decoder's eps) -> y, with the residual then pending packed after its ``out_channels``."""
-    height, width, out_height, out_width = segment_dims(kind, index)
-    space = ("batch", segment.in_channels, height, width)
-    inputs = [TensorIO("x", space)]
-    if segment.norm_groups is not None:
-        inputs += [TensorIO(name, ("batch", segment.norm_groups), scalar=True) for name in ("mean", "var")]
-    if segment.residual_in is not None:
-        inputs.append(TensorIO("residual", ("batch", segment.residual_in, height, width)))
-    if kind == "encoder":
-        inputs.append(DEG_SCORE)
-    elif index == 0:
-        inputs.append(TensorIO("eps", space))
-    packed = segment.out_channels + (segment.residual_out or 0)
-    return GraphIO(segment_name(kind, index), tuple(inputs), (TensorIO("y", ("batch", packed, out_height, out_width)),))
-
-
-def segment_graphs(section: S3DiffSection) -> tuple[GraphIO, ...]:
-    return (*(segment_io("encoder", i, s) for i, s in enumerate(section.encoder_segments)),
-            *(segment_io("decoder", i, s) for i, s in enumerate(section.decoder_segments)))
-
-
 def all_graphs(section: S3DiffSection) -> tuple[GraphIO, ...]:
-    return (*GRAPHS, *segment_graphs(section))
+    return (*GRAPHS, *segment_graphs(section.encoder_segments, section.decoder_segments, (DEG_SCORE,)))
 
 
 def dims(batch: int, lr_height: int, lr_width: int, section: S3DiffSection, embed_shape: list[int] | tuple[int, ...],
@@ -83,16 +49,8 @@ def dims(batch: int, lr_height: int, lr_width: int, section: S3DiffSection, embe
     """The symbolic dimensions of a whole image of ``lr_height`` x ``lr_width`` LR px (padded as the official), each
     VAE segment's at the size its level has when that image is one tile."""
     height, width = padded_size(lr_height), padded_size(lr_width)
-    sizes = {}
-    for kind, segments, size in (("encoder", section.encoder_segments, (height, width)),
-                                 ("decoder", section.decoder_segments,
-                                  (height // section.vae_factor, width // section.vae_factor))):
-        for index, segment in enumerate(segments):
-            out = (segment.out_size(size[0]), segment.out_size(size[1]))
-            sizes.update(zip(segment_dims(kind, index), (*size, *out), strict=True))
-            size = out
     return {
-        **sizes,
+        **segment_sizes(section.encoder_segments, section.decoder_segments, height, width, section.vae_factor),
         "batch": batch,
         "lr_height": lr_height,
         "lr_width": lr_width,

@@ -14,16 +14,17 @@ from typing import Protocol
 import numpy as np
 
 from ...family import TileProgress
-from ...sd import latent_tiles
-from ...sd.posterior import posterior_noise, posterior_sample
-from ...sd.tiled_vae import DECODER_PAD, ENCODER_PAD, run_tiled, split_tiles, tiled
+from ...sd.finish import finish, to_bytes
+from ...sd.one_step import SegmentedVAE, run_staged
+from ...sd.one_step import Tiling as OneStepTiling
+from ...sd.posterior import posterior_noise
+from ...sd.vae_graphs import ENCODER
 from ...tiling import check_rgb_image
 from .options import S3DiffOptions
 from .preprocess import (
     SCALE,
     bilinear_upscale,
     check_size,
-    finish,
     padded_size,
     vae_input,
 )
@@ -48,32 +49,34 @@ class S3DiffStages(Protocol):
         """VAE segment ``index`` of the "encoder" or "decoder" on one tile: its graph's inputs -> its packed output."""
 
 
-class Tiling:
+class Tiling(OneStepTiling):
     """Which of the three official tilings an image needs, and its sizes."""
 
     def __init__(self, lr_height: int, lr_width: int, section: S3DiffSection, options: S3DiffOptions):
         check_size(lr_height, lr_width)
-        self.options = options.tiles
         self.height, self.width = SCALE * lr_height, SCALE * lr_width
         self.padded = (padded_size(lr_height), padded_size(lr_width))
-        f = section.vae_factor
-        self.latent = (self.padded[0] // f, self.padded[1] // f)
-        self.encoder = tiled(*self.padded, self.options.vae_encoder_tile, ENCODER_PAD)
-        self.unet = latent_tiles.tiled(*self.latent, self.options.latent_tile)
-        self.decoder = tiled(*self.latent, self.options.vae_decoder_tile, DECODER_PAD)
-        if self.unet:  # refuses an overlap the tiles cannot take before anything runs
-            latent_tiles.tile_origins(*self.latent, self.options.latent_tile, self.options.latent_overlap)
+        super().__init__(*self.padded, section.vae_factor, options.tiles)
 
-    @property
-    def any(self) -> bool:
-        return self.encoder or self.unet or self.decoder
 
-    @property
-    def unet_tiles(self) -> int:
-        if not self.unet:
-            return 1
-        t = self.options
-        return len(latent_tiles.tile_origins(*self.latent, t.latent_tile, t.latent_overlap)[1])
+class _Conditioned:
+    """The stages with the image's deg_score bound, as the shared loop calls them."""
+
+    def __init__(self, stages: S3DiffStages, deg_score: np.ndarray):
+        self.stages = stages
+        self.deg_score = deg_score
+
+    def encode(self, image: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return self.stages.encode(image, self.deg_score, noise)
+
+    def denoise(self, latents: np.ndarray) -> np.ndarray:
+        return self.stages.denoise(latents, self.deg_score)
+
+    def decode(self, latent: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        return self.stages.decode(latent, eps)
+
+    def segment(self, kind: str, index: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.stages.segment(kind, index, {**inputs, "deg_score": self.deg_score} if kind == ENCODER else inputs)
 
 
 def upscale_image(image: np.ndarray, stages: S3DiffStages, section: S3DiffSection, options: S3DiffOptions,
@@ -88,30 +91,9 @@ def upscale_image(image: np.ndarray, stages: S3DiffStages, section: S3DiffSectio
     if not tiling.any:
         sr = stages.whole(lr, padded, noise)
     else:
-        sr = _staged(lr, padded, noise, stages, section, tiling, batch)
+        vae = SegmentedVAE(section.encoder_segments, section.decoder_segments, section.latent_scale)
+        sr = run_staged(padded, noise, _Conditioned(stages, stages.degrade(lr)), vae, tiling, batch)
     if on_tiles_done is not None:
         on_tiles_done(tiling.unet_tiles, tiling.unet_tiles)
-    return finish(sr[0, :, :tiling.height, :tiling.width], upscaled, options.wavelet)
-
-
-def _staged(lr, padded, noise, stages: S3DiffStages, section: S3DiffSection, tiling: Tiling, batch: int) -> np.ndarray:
-    deg_score = stages.degrade(lr)
-    f, t = section.vae_factor, tiling.options
-    if tiling.encoder:
-        tiles = split_tiles(*tiling.padded, t.vae_encoder_tile, ENCODER_PAD, f, upscales=False)
-        moments = run_tiled({"x": padded}, section.encoder_segments,
-                            lambda i, inputs: stages.segment("encoder", i, {**inputs, "deg_score": deg_score}),
-                            tiles, tiling.latent)
-        latent = posterior_sample(moments, noise, section.latent_scale)
-    else:
-        latent = stages.encode(padded, deg_score, noise)
-    if tiling.unet:
-        eps = latent_tiles.denoise_tiled(latent, lambda tiles: stages.denoise(tiles, deg_score), t.latent_tile,
-                                         t.latent_overlap, batch)
-    else:
-        eps = stages.denoise(latent, deg_score)
-    if not tiling.decoder:
-        return stages.decode(latent, eps)
-    tiles = split_tiles(*tiling.latent, t.vae_decoder_tile, DECODER_PAD, f, upscales=True)
-    return run_tiled({"x": latent, "eps": eps}, section.decoder_segments,
-                     lambda i, inputs: stages.segment("decoder", i, inputs), tiles, tiling.padded)
+    reference = to_bytes(upscaled) if options.method else upscaled  # only a colour fix reads it as 8-bit
+    return finish(sr[0, :, :tiling.height, :tiling.width], reference, options.method)
