@@ -47,7 +47,7 @@ PAPER_ROWS: tuple[Method, ...] = (
     Method("BSRGAN", 65, 16.70),
     Method("ResShift-4", 319, 118.59, steps=4),
     Method("SinSR-1", 138, 118.59, steps=1),
-    Method("OSEDiff-1", 176, None, steps=1),
+    Method("OSEDiff-1", 176, 8.50, steps=1),
     Method("StableSR-50", 3459, None, steps=50),
     Method("DiffBIR-50", 7937, None, steps=50),
     Method("SeeSR-50", 6438, None, steps=50),

@@ -11,11 +11,12 @@ from typing import Protocol
 
 import numpy as np
 
+from ..backends.base import LR_FEED, TileChain
 from ..errors import SRError
 from . import latent_tiles
 from .posterior import posterior_sample
 from .tiled_vae import DECODER_PAD, ENCODER_PAD, run_tiled, split_tiles, tiled
-from .vae_graphs import DECODER, ENCODER
+from .vae_graphs import DECODER, ENCODER, SegmentChains
 from .vae_segment import VAESegment
 
 # The official defaults: --latent_tiled_size / --latent_tiled_overlap (latent px), --vae_encoder_tiled_size
@@ -146,3 +147,23 @@ def run_staged(image: np.ndarray, noise: np.ndarray, stages: OneStepStages, vae:
     tiles = split_tiles(*tiling.latent, t.vae_decoder_tile, DECODER_PAD, f, upscales=True)
     return run_tiled({"x": latent, "eps": eps}, vae.decoder_segments,
                      lambda i, inputs: stages.segment(DECODER, i, inputs), tiles, tiling.image)
+
+
+class ChainCalls:
+    """A one-step family's stages as calls of its bundle's chains: the decoder and the tiled VAE's segments here,
+    the family's own stages in its subclass."""
+
+    def __init__(self, chain: TileChain, segments: SegmentChains, decode_variant: int):
+        self.chain = chain
+        self.segments = segments
+        self.decode_variant = decode_variant
+
+    def _run(self, variant: int, **feeds: np.ndarray) -> np.ndarray:
+        return np.asarray(self.chain(feeds, variant), dtype=np.float32)
+
+    def decode(self, latent: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        return self._run(self.decode_variant, lr=latent, eps=eps)
+
+    def segment(self, kind: str, index: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        feeds = {LR_FEED if name == "x" else name: value for name, value in inputs.items()}
+        return self._run(self.segments.variant(kind, index), **feeds)

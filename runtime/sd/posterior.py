@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SRError
+
+MAX_SEED = 2**63 - 1
+
 
 def posterior_noise(seed: int | None, shape: tuple[int, ...]) -> np.ndarray:
     """The VAE posterior's noise: zero (the mean; deterministic) without a seed, else one numpy draw per image.
@@ -20,3 +24,9 @@ def posterior_sample(moments: np.ndarray, noise: np.ndarray, latent_scale: float
     mean, logvar = np.split(moments.astype(np.float32), 2, axis=1)
     std = np.exp(np.float32(0.5) * np.clip(logvar, -30.0, 20.0))
     return (mean + std * noise) * np.float32(latent_scale)
+
+
+def check_seed(seed: int | None) -> None:
+    """A posterior seed is None (the mean) or an integer numpy's generators take."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise SRError(f"seed {seed!r} must be an integer from 0 to {MAX_SEED}")

@@ -4,6 +4,8 @@ encoder, the decoder's eps)."""
 
 from __future__ import annotations
 
+from ..backends.base import LR_FEED, ChainPlan
+from ..errors import SRError
 from ..graph_io import GraphIO, TensorIO
 from .vae_segment import VAESegment
 
@@ -57,3 +59,36 @@ def segment_sizes(encoder: list[VAESegment], decoder: list[VAESegment], height: 
             sizes.update(zip(segment_dims(kind, index), (*size, *out), strict=True))
             size = out
     return sizes
+
+
+class SegmentChains:
+    """The chains of a bundle's VAE segments: the family's fixed chains come first (``first`` of them), then one
+    chain per encoder segment, then one per decoder segment."""
+
+    def __init__(self, first: int, encoder: list[VAESegment], decoder: list[VAESegment],
+                 conditioning: tuple[TensorIO, ...] = ()):
+        self.first = first
+        self.segments = {ENCODER: encoder, DECODER: decoder}
+        self.conditioning = conditioning
+
+    def variant(self, kind: str, index: int) -> int:
+        return self.first + index + (len(self.segments[ENCODER]) if kind == DECODER else 0)
+
+    def segment(self, variant: int) -> tuple[str, int]:
+        index = variant - self.first
+        encoders = len(self.segments[ENCODER])
+        if 0 <= index < encoders:
+            return ENCODER, index
+        if 0 <= index - encoders < len(self.segments[DECODER]):
+            return DECODER, index - encoders
+        raise SRError(f"the bundle has no chain {variant}")
+
+    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
+        """The one call of a segment's chain on ``batch`` tiles of ``height`` x ``width`` px at its level."""
+        kind, index = self.segment(variant)
+        segment = self.segments[kind][index]
+        io = segment_io(kind, index, segment, self.conditioning)
+        sizes = {"batch": batch, **dict(zip(segment_dims(kind, index), (height, width, segment.out_size(height),
+                                                                      segment.out_size(width)), strict=True))}
+        feeds = tuple(LR_FEED if t.name == "x" else t.name for t in io.inputs)
+        return ChainPlan(batch, (io.call(x=LR_FEED),), {}, feeds, "y", sizes)

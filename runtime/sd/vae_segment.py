@@ -40,3 +40,13 @@ class VAESegment:
         if min(counts) < 1:
             return f"VAE segment {self} has a non-positive channel or group count"
         return None
+
+
+def segments_problem(encoder: list[VAESegment], decoder: list[VAESegment]) -> str | None:
+    """Why a section's segment lists cannot be a VAE cut at its group norms, or None."""
+    for name, segments in (("encoder", encoder), ("decoder", decoder)):
+        if len(segments) < 2 or segments[0].norm_groups is not None or segments[-1].next_groups is not None:
+            return f"the {name} segments do not start without a norm and end without statistics"
+        if problem := next((p for s in segments if (p := s.problem())), None):
+            return problem
+    return None

@@ -10,16 +10,13 @@ inference (the regulariser's LoRA does not).
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from sr_runtime.families.osediff.options import OSEDiffOptions
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.engines import bench_upscaler, variant_runs
 from ...cache import cache_root, cached_folder
 from ...reporting import Report
+from ...sd.bench import engine_runner, reference_runner
 from .checkpoint import OSEDiffCheckpoint
 from .graphs import GRAPHS
 from .locate import OSEDiffPaths, find_checkpoints
@@ -28,6 +25,9 @@ from .source import OSEDiffSource, load_source
 
 STAGE_LABELS = {"tagger": "RAM tagger", "text_encoder": "text encoder", "vae_encoder": "VAE encoder",
                 "unet": "UNet", "vae_decoder": "VAE decoder"}
+# Each graph's module in the reference, by graph.
+MODULES = {"tagger": "tagger", "text_encoder": "text_encoder", "vae_encoder": "encoder", "unet": "unet",
+           "vae_decoder": "decoder"}
 
 
 def full_random_checkpoints(report: Report) -> OSEDiffPaths:
@@ -76,51 +76,16 @@ class OSEDiffBench(bench.BenchFamily):
         return [(backend, Precision.FP32 if isinstance(backend, bench.TorchMode) else precision)
                 for backend, precision in super().backends(device)]
 
-    def _stage_inputs(self, precision: Precision) -> dict[str, tuple[torch.Tensor, ...]]:
-        plan = self.source.plan_build(bench.TILE, 1, lambda message: None)
-        return {spec.name: spec.sample_inputs(plan.dims(1), precision) for spec in GRAPHS}
-
     def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
                batch: int) -> bench.Runner:
-        rng = np.random.default_rng(0)
-        image = rng.random((bench.TILE, bench.TILE, 3), dtype=np.float32)
-        large_image = rng.random((bench.LARGE, bench.LARGE, 3), dtype=np.float32)
-        inputs = self._stage_inputs(precision)
-        if isinstance(backend, bench.TorchMode):
-            return self._torch_runner(backend, precision, device, batch, image, large_image, inputs)
-        upscaler = bench_upscaler(self.source, backend, precision, bench.TILE, batch, "osediff", self._report)
-        stages = []
-        for spec in GRAPHS:
-            feed = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs[spec.name], strict=True)}
-            stages.append(bench.Stage(STAGE_LABELS[spec.name], lambda s=upscaler.sessions[spec.name], f=feed: s.run(f)))
-        return bench.Runner(run=lambda: upscaler.upscale(image), stages=stages, large=lambda: upscaler.upscale(large_image),
-                            large_tiles=_large_tiles(upscaler.family.section),
-                            variants=variant_runs(self.source, backend, precision, bench.TILE, "osediff", self._report,
-                                                  lambda other: other.upscale(image)))
-
-    def _torch_runner(self, mode: bench.TorchMode, precision: Precision, device: str, batch: int, image, large_image,
-                      inputs) -> bench.Runner:
+        if not isinstance(backend, bench.TorchMode):
+            return engine_runner(self.source, GRAPHS, STAGE_LABELS, "osediff", backend, precision, batch, self._report,
+                                 _large_tiles)
         if precision is not Precision.FP32:
             raise NotImplementedError("the OSEDiff reference runs in fp32")
         reference = OSEDiffReference(self.source.components, device=device, batch=batch)
-        names = {"tagger": "tagger", "text_encoder": "text_encoder", "vae_encoder": "encoder", "unet": "unet",
-                 "vae_decoder": "decoder"}
-        if mode is bench.TorchMode.COMPILE:
-            for attribute in names.values():
-                setattr(reference, attribute, torch.compile(getattr(reference, attribute)))
-        stages = []
-        for name, attribute in names.items():
-            args = tuple(x.to(device) for x in inputs[name])
-            module = getattr(reference, attribute)
-
-            def call(module=module, args=args):
-                with torch.inference_mode():
-                    return module(*args)
-
-            stages.append(bench.Stage(STAGE_LABELS[name], call))
-        return bench.Runner(run=lambda: reference.upscale(image, OSEDiffOptions()), stages=stages,
-                            large=lambda: reference.upscale(large_image, OSEDiffOptions()),
-                            large_tiles=_large_tiles(reference.section))
+        return reference_runner(reference, MODULES, OSEDiffOptions(), self.source, GRAPHS, STAGE_LABELS, backend, device,
+                                _large_tiles)
 
 
 def _large_tiles(section) -> int:

@@ -8,16 +8,13 @@ frequencies and the pretrained DEResNet are excluded (as InvSR's row counts its 
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from sr_runtime.families.s3diff.options import S3DiffOptions
 from sr_runtime.precision import Precision
 
 from ...bench import family as bench
-from ...bench.engines import bench_upscaler, variant_runs
 from ...cache import cache_root, cached_folder
 from ...reporting import Report
+from ...sd.bench import engine_runner, reference_runner
 from .graphs import GRAPHS
 from .locate import S3DiffPaths, find_checkpoints
 from .lora import ModulatedLoRA
@@ -26,6 +23,8 @@ from .source import S3DiffSource, load_source
 
 STAGE_LABELS = {"degradation": "DEResNet", "vae_encoder": "VAE encoder", "unet": "UNet (CFG batch 2)",
                 "vae_decoder": "VAE decoder"}
+# Each graph's module in the reference, by graph.
+MODULES = {"degradation": "degradation", "vae_encoder": "encoder", "unet": "unet", "vae_decoder": "decoder"}
 
 
 def full_random_checkpoints(report: Report) -> S3DiffPaths:
@@ -76,51 +75,16 @@ class S3DiffBench(bench.BenchFamily):
         return [(backend, Precision.FP32 if isinstance(backend, bench.TorchMode) else precision)
                 for backend, precision in super().backends(device)]
 
-    def _stage_inputs(self, precision: Precision) -> dict[str, tuple[torch.Tensor, ...]]:
-        plan = self.source.plan_build(bench.TILE, 1, lambda message: None)
-        return {spec.name: spec.sample_inputs(plan.dims(1), precision) for spec in GRAPHS}
-
     def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
                batch: int) -> bench.Runner:
-        rng = np.random.default_rng(0)
-        image = rng.random((bench.TILE, bench.TILE, 3), dtype=np.float32)
-        large_image = rng.random((bench.LARGE, bench.LARGE, 3), dtype=np.float32)
-        inputs = self._stage_inputs(precision)
-        if isinstance(backend, bench.TorchMode):
-            return self._torch_runner(backend, precision, device, batch, image, large_image, inputs)
-        upscaler = bench_upscaler(self.source, backend, precision, bench.TILE, batch, "s3diff", self._report)
-        stages = []
-        for spec in GRAPHS:
-            feed = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs[spec.name], strict=True)}
-            stages.append(bench.Stage(STAGE_LABELS[spec.name], lambda s=upscaler.sessions[spec.name], f=feed: s.run(f)))
-        return bench.Runner(run=lambda: upscaler.upscale(image), stages=stages, large=lambda: upscaler.upscale(large_image),
-                            large_tiles=_large_tiles(upscaler.family.section),
-                            variants=variant_runs(self.source, backend, precision, bench.TILE, "s3diff", self._report,
-                                                  lambda other: other.upscale(image)))
-
-    def _torch_runner(self, mode: bench.TorchMode, precision: Precision, device: str, batch: int, image, large_image,
-                      inputs) -> bench.Runner:
+        if not isinstance(backend, bench.TorchMode):
+            return engine_runner(self.source, GRAPHS, STAGE_LABELS, "s3diff", backend, precision, batch, self._report,
+                                 _large_tiles)
         if precision is not Precision.FP32:
             raise NotImplementedError("the S3Diff reference runs in fp32 (the official default)")
         reference = S3DiffReference(self.source.components, device=device, batch=batch)
-        modules = {"degradation": reference.degradation, "vae_encoder": reference.encoder, "unet": reference.unet,
-                   "vae_decoder": reference.decoder}
-        if mode is bench.TorchMode.COMPILE:
-            modules = {name: torch.compile(module) for name, module in modules.items()}
-            reference.degradation, reference.encoder = modules["degradation"], modules["vae_encoder"]
-            reference.unet, reference.decoder = modules["unet"], modules["vae_decoder"]
-        stages = []
-        for name, module in modules.items():
-            args = tuple(x.to(device) for x in inputs[name])
-
-            def call(module=module, args=args):
-                with torch.inference_mode():
-                    return module(*args)
-
-            stages.append(bench.Stage(STAGE_LABELS[name], call))
-        return bench.Runner(run=lambda: reference.upscale(image, S3DiffOptions()), stages=stages,
-                            large=lambda: reference.upscale(large_image, S3DiffOptions()),
-                            large_tiles=_large_tiles(reference.section))
+        return reference_runner(reference, MODULES, S3DiffOptions(), self.source, GRAPHS, STAGE_LABELS, backend, device,
+                                _large_tiles)
 
 
 def _large_tiles(section) -> int:

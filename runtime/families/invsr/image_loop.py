@@ -19,13 +19,13 @@ from ...errors import SRError
 from ...family import TileProgress
 from ...images import OutputFile
 from ...resources import ImageCost
+from ...sd.posterior import check_seed
 from ...tiling import TileBlender, check_rgb_image, crop_output, iter_tile_batches, pad_image, plan_tiles
 from .adaptive import plan_groups, run_adaptive, write_steps_map
 from .difficulty import check_thresholds, default_thresholds
 from .noise import PosteriorNoise
 from .section import SCALE, Geometry, check_tile
 
-MAX_SEED = 2**63 - 1
 AUTO = "auto"
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,7 @@ class InvSROptions:
 
     def __post_init__(self):
         color_fix_method(self.color_fix, INVSR_METHODS)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or not 0 <= self.seed <= MAX_SEED):
-            raise SRError(f"seed {self.seed!r} must be an integer from 0 to {MAX_SEED}")
+        check_seed(self.seed)
         if self.steps is not None and self.steps != AUTO and (isinstance(self.steps, bool)
                                                               or not isinstance(self.steps, int) or self.steps < 1):
             raise SRError(f"steps {self.steps!r} must be a positive number of steps or {AUTO!r}")

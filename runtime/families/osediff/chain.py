@@ -10,14 +10,13 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ...backends.base import LR_FEED, ChainPlan
-from ...errors import SRError
-from ...sd.vae_graphs import DECODER, ENCODER, segment_dims, segment_io
+from ...sd.vae_graphs import SegmentChains
 from .graphs import TAGGER, TEXT_ENCODER, UNET, VAE_DECODER, VAE_ENCODER
 from .section import OSEDiffSection
 
 
 class Stage(IntEnum):
-    """The fixed chains; the VAE segments follow them (``segment_variant``)."""
+    """The fixed chains; the VAE segments follow them (``segment_chains``)."""
 
     TAG = 0
     EMBED = 1
@@ -32,18 +31,8 @@ class Stage(IntEnum):
 FEEDS = (LR_FEED, "noise", "prompt_embeds")
 
 
-def segment_variant(section: OSEDiffSection, kind: str, index: int) -> int:
-    return len(Stage) + index + (len(section.encoder_segments) if kind == DECODER else 0)
-
-
-def _segment(section: OSEDiffSection, variant: int) -> tuple[str, int]:
-    index = variant - len(Stage)
-    encoders = len(section.encoder_segments)
-    if 0 <= index < encoders:
-        return ENCODER, index
-    if 0 <= index - encoders < len(section.decoder_segments):
-        return DECODER, index - encoders
-    raise SRError(f"an OSEDiff bundle has no chain {variant}")
+def segment_chains(section: OSEDiffSection) -> SegmentChains:
+    return SegmentChains(len(Stage), section.encoder_segments, section.decoder_segments)
 
 
 def osediff_plan(section: OSEDiffSection, variant: int, batch: int, height: int, width: int) -> ChainPlan:
@@ -66,12 +55,4 @@ def osediff_plan(section: OSEDiffSection, variant: int, batch: int, height: int,
         if variant == Stage.DENOISE:
             return ChainPlan(batch, (UNET.call(latent=LR_FEED),), {}, (LR_FEED, "prompt_embeds"), "eps", sizes)
         return ChainPlan(batch, (VAE_DECODER.call(latent=LR_FEED),), {}, (LR_FEED, "eps"), "sr", sizes)
-    kind, index = _segment(section, variant)
-    segment = (section.encoder_segments if kind == ENCODER else section.decoder_segments)[index]
-    io = segment_io(kind, index, segment)
-    sizes = {"batch": batch, **dict(zip(segment_dims(kind, index),
-                                        (height, width, segment.out_size(height), segment.out_size(width)), strict=True))}
-    feeds = tuple(LR_FEED if t.name == "x" else t.name for t in io.inputs)
-    return ChainPlan(batch, (io.call(x=LR_FEED),), {}, feeds, "y", sizes)
-
-
+    return segment_chains(section).plan(variant, batch, height, width)

@@ -3,17 +3,17 @@ and the official image loop."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ...backends.base import LR_FEED, TileChain
+from ...backends.base import TileChain
 from ...family import Family, TileProgress
 from ...manifest import Manifest
 from ...resources import ImageCost
 from ...sd.clip_tokenizer import CONFIG_FILE, MERGES_FILE, SPECIAL_TOKENS_FILE, VOCAB_FILE, ClipTokenizer
-from .chain import FEEDS, Stage, osediff_plan, segment_variant
+from ...sd.one_step import ChainCalls
+from .chain import FEEDS, Stage, osediff_plan, segment_chains
 from .cost import image_cost
 from .graphs import GRAPHS, all_graphs
 from .image_loop import upscale_image
@@ -24,15 +24,11 @@ from .section import SCALE, OSEDiffSection
 TOKENIZER_FILES = (VOCAB_FILE, MERGES_FILE, CONFIG_FILE, SPECIAL_TOKENS_FILE)
 
 
-class ChainStages:
+class ChainStages(ChainCalls):
     """The image loop's networks as calls of the bundle's chains."""
 
     def __init__(self, chain: TileChain, section: OSEDiffSection):
-        self.chain = chain
-        self.section = section
-
-    def _run(self, variant: int, **feeds: np.ndarray) -> np.ndarray:
-        return np.asarray(self.chain(feeds, variant), dtype=np.float32)
+        super().__init__(chain, segment_chains(section), Stage.DECODE)
 
     def tag(self, image: np.ndarray) -> np.ndarray:
         return self._run(Stage.TAG, lr=image)
@@ -48,13 +44,6 @@ class ChainStages:
 
     def denoise(self, latents: np.ndarray, prompt_embeds: np.ndarray) -> np.ndarray:
         return self._run(Stage.DENOISE, lr=latents, prompt_embeds=np.repeat(prompt_embeds, len(latents), axis=0))
-
-    def decode(self, latent: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        return self._run(Stage.DECODE, lr=latent, eps=eps)
-
-    def segment(self, kind: str, index: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        feeds = {LR_FEED if name == "x" else name: value for name, value in inputs.items()}
-        return self._run(segment_variant(self.section, kind, index), **feeds)
 
 
 class OSEDiffFamily(Family):

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from ...color import NO_COLOR_FIX, color_fix_method
 from ...errors import SRError
 from ...sd.one_step import OneStepTiles
+from ...sd.posterior import check_seed
 
-MAX_SEED = 2**63 - 1
 MAX_PROMPT = 4096  # characters: the tokenizer keeps 75 tokens of it anyway
 ADAIN = "adain"  # the default of the official --align_method
 COLOR_FIXES = (ADAIN, "wavelet")
@@ -27,9 +27,7 @@ class OSEDiffOptions(OneStepTiles):
                           f"wavelet and nofix ({NO_COLOR_FIX!r} here)")
         if not isinstance(self.prompt, str) or len(self.prompt) > MAX_PROMPT:
             raise SRError(f"the prompt must be a text of at most {MAX_PROMPT} characters")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or not 0 <= self.seed <= MAX_SEED):
-            raise SRError(f"seed {self.seed!r} must be an integer from 0 to {MAX_SEED}")
+        check_seed(self.seed)
         self.check_tiles()
 
     @property

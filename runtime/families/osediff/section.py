@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from ...manifest import PipelineInfo
-from ...sd.vae_segment import VAESegment
+from ...sd.vae_segment import VAESegment, segments_problem
 
 SCALE = 4  # test_osediff.py --upscale
 # test_osediff.py --process_size 512: an LR whose short side is under 512 // 4 px is first enlarged to that.
@@ -49,9 +49,4 @@ class OSEDiffSection:
             return "a class threshold is not finite"
         if self.tokens < 2 or self.embed < 1:
             return f"a prompt of {self.tokens} tokens of width {self.embed}"
-        for name, segments in (("encoder", self.encoder_segments), ("decoder", self.decoder_segments)):
-            if len(segments) < 2 or segments[0].norm_groups is not None or segments[-1].next_groups is not None:
-                return f"the {name} segments do not start without a norm and end without statistics"
-            if problem := next((p for s in segments if (p := s.problem())), None):
-                return problem
-        return None
+        return segments_problem(self.encoder_segments, self.decoder_segments)

@@ -11,14 +11,13 @@ from enum import IntEnum
 import numpy as np
 
 from ...backends.base import LR_FEED, ChainPlan
-from ...errors import SRError
-from ...sd.vae_graphs import DECODER, ENCODER, segment_dims, segment_io
+from ...sd.vae_graphs import SegmentChains
 from .graphs import DEG_SCORE, DEGRADATION, UNET, VAE_DECODER, VAE_ENCODER, dims
 from .section import S3DiffSection
 
 
 class Stage(IntEnum):
-    """The fixed chains; the VAE segments follow them (``segment_variant``)."""
+    """The fixed chains; the VAE segments follow them (``segment_chains``)."""
 
     WHOLE = 0  # an image that needs no tiling: degradation -> encoder -> UNet -> decoder in one chain
     DEGRADE = 1
@@ -32,18 +31,8 @@ class Stage(IntEnum):
 FEEDS = (LR_FEED, "image", "noise")
 
 
-def segment_variant(section: S3DiffSection, kind: str, index: int) -> int:
-    return len(Stage) + index + (len(section.encoder_segments) if kind == DECODER else 0)
-
-
-def _segment(section: S3DiffSection, variant: int) -> tuple[str, int]:
-    index = variant - len(Stage)
-    encoders = len(section.encoder_segments)
-    if 0 <= index < encoders:
-        return ENCODER, index
-    if 0 <= index - encoders < len(section.decoder_segments):
-        return DECODER, index - encoders
-    raise SRError(f"an S3Diff bundle has no chain {variant}")
+def segment_chains(section: S3DiffSection) -> SegmentChains:
+    return SegmentChains(len(Stage), section.encoder_segments, section.decoder_segments, (DEG_SCORE,))
 
 
 def s3diff_plan(section: S3DiffSection, prompt_embeds: np.ndarray, variant: int, batch: int, height: int,
@@ -68,10 +57,4 @@ def s3diff_plan(section: S3DiffSection, prompt_embeds: np.ndarray, variant: int,
         if variant == Stage.DENOISE:
             return ChainPlan(batch, (UNET.call(latent=LR_FEED),), constants, (LR_FEED, "deg_score"), "eps", sizes)
         return ChainPlan(batch, (VAE_DECODER.call(latent=LR_FEED),), {}, (LR_FEED, "eps"), "sr", sizes)
-    kind, index = _segment(section, variant)
-    segment = (section.encoder_segments if kind == ENCODER else section.decoder_segments)[index]
-    io = segment_io(kind, index, segment, (DEG_SCORE,))
-    sizes = {"batch": batch, **dict(zip(segment_dims(kind, index),
-                                        (height, width, segment.out_size(height), segment.out_size(width)), strict=True))}
-    feeds = tuple(LR_FEED if t.name == "x" else t.name for t in io.inputs)
-    return ChainPlan(batch, (io.call(x=LR_FEED),), {}, feeds, "y", sizes)
+    return segment_chains(section).plan(variant, batch, height, width)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ...backends.base import LR_FEED, ChainPlan, TileChain
+from ...backends.base import ChainPlan, TileChain
 from ...family import Family, TileProgress
 from ...manifest import Manifest
 from ...resources import ImageCost
+from ...sd.one_step import ChainCalls
 from ...sd.prompt_embeds import PROMPT_EMBEDS_NAME, load_prompt_embeds
-from .chain import FEEDS, Stage, s3diff_plan, segment_variant
+from .chain import FEEDS, Stage, s3diff_plan, segment_chains
 from .cost import image_cost
 from .graphs import GRAPHS, all_graphs
 from .image_loop import upscale_image
@@ -20,15 +20,11 @@ from .options import S3DiffOptions
 from .section import SCALE, S3DiffSection
 
 
-class ChainStages:
+class ChainStages(ChainCalls):
     """The image loop's networks as calls of the bundle's chains."""
 
     def __init__(self, chain: TileChain, section: S3DiffSection):
-        self.chain = chain
-        self.section = section
-
-    def _run(self, variant: int, **feeds: np.ndarray) -> np.ndarray:
-        return np.asarray(self.chain(feeds, variant), dtype=np.float32)
+        super().__init__(chain, segment_chains(section), Stage.DECODE)
 
     def whole(self, lr: np.ndarray, image: np.ndarray, noise: np.ndarray) -> np.ndarray:
         return self._run(Stage.WHOLE, lr=lr, image=image, noise=noise)
@@ -41,13 +37,6 @@ class ChainStages:
 
     def denoise(self, latents: np.ndarray, deg_score: np.ndarray) -> np.ndarray:
         return self._run(Stage.DENOISE, lr=latents, deg_score=np.repeat(deg_score, len(latents), axis=0))
-
-    def decode(self, latent: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        return self._run(Stage.DECODE, lr=latent, eps=eps)
-
-    def segment(self, kind: str, index: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        feeds = {LR_FEED if name == "x" else name: value for name, value in inputs.items()}
-        return self._run(segment_variant(self.section, kind, index), **feeds)
 
 
 class S3DiffFamily(Family):

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from ...color import NO_COLOR_FIX, color_fix_method
 from ...errors import SRError
 from ...sd.one_step import OneStepTiles
+from ...sd.posterior import check_seed
 
-MAX_SEED = 2**63 - 1
 WAVELET = "wavelet"  # the default of the official --align_method
 COLOR_FIXES = (WAVELET, "adain")
 
@@ -23,9 +23,7 @@ class S3DiffOptions(OneStepTiles):
         if color_fix_method(self.color_fix) not in (None, *COLOR_FIXES):
             raise SRError(f"colour fix {self.color_fix!r}: S3Diff's official --align_method has wavelet (the default), "
                           f"adain and nofix ({NO_COLOR_FIX!r} here)")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or not 0 <= self.seed <= MAX_SEED):
-            raise SRError(f"seed {self.seed!r} must be an integer from 0 to {MAX_SEED}")
+        check_seed(self.seed)
         self.check_tiles()
 
     @property

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...manifest import PipelineInfo
-from ...sd.vae_segment import VAESegment
+from ...sd.vae_segment import VAESegment, segments_problem
 
 SCALE = 4  # the official inference: config sf 4 (bilinear x4 before the VAE)
 # inference_s3diff.py reflect-pads the x4 image (bottom / right) to multiples of 64 px.
@@ -42,9 +42,4 @@ class S3DiffSection:
             return f"sqrt_alpha_prod {self.sqrt_alpha_prod} must be positive"
         if len(self.embed_shape) != 3 or self.embed_shape[0] != 2:
             return f"embed_shape {self.embed_shape} is not (2, tokens, width)"
-        for name, segments in (("encoder", self.encoder_segments), ("decoder", self.decoder_segments)):
-            if len(segments) < 2 or segments[0].norm_groups is not None or segments[-1].next_groups is not None:
-                return f"the {name} segments do not start without a norm and end without statistics"
-            if problem := next((p for s in segments if (p := s.problem())), None):
-                return problem
-        return None
+        return segments_problem(self.encoder_segments, self.decoder_segments)
