@@ -341,8 +341,11 @@ BENCH_GROUPS = family_groups("bench_options", "{title} checkpoints (default: ful
               help=f"{', '.join(QUICK_METHODS)} only (unless --methods), eager, torch.compile and the bundles "
                    "(OpenVINO only if --backends names it), one timed run, end to end only (no stage breakdown, no "
                    "variants).")
+@click.option("--params-only", is_flag=True,
+              help="Only the #params column (the paper's figure beside ours), counted from the released architectures "
+                   "in seconds: nothing is written, loaded, built or timed.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=Path("bench-report"), show_default=True)
-def table7(device, backends, methods, runs, warmup, large, batch, quick, report_dir, **options):
+def table7(device, backends, methods, runs, warmup, large, batch, quick, params_only, report_dir, **options):
     """The InvSR paper's Table 7 (x4, 128 -> 512): params and runtime, every backend side by side, each
     row and backend in a process of its own."""
     from .bench.report import write_report
@@ -351,10 +354,18 @@ def table7(device, backends, methods, runs, warmup, large, batch, quick, report_
 
     family_options = {f.name: {o.name: options[o.name] for o in f.bench_options} for f in FAMILIES.values()}
     families = {f.name: f.bench(family_options[f.name], report=_echo) for f in FAMILIES.values()}
-    known = {m.name for m in table_rows(families)}
+    rows = table_rows(families)
     methods = _names(methods) or (QUICK_METHODS if quick else None)
-    if unknown := [m for m in methods or () if m not in known]:
-        raise SRError(f"unknown method(s) {', '.join(unknown)}; Table 7 has {', '.join(sorted(known))}")
+    if unknown := [m for m in methods or () if m not in {row.name for row in rows}]:
+        raise SRError(f"unknown method(s) {', '.join(unknown)}; Table 7 has {', '.join(sorted(r.name for r in rows))}")
+    if params_only:
+        from .bench.params import params_rows, render_markdown, write_params_report
+
+        entries = params_rows(families, [row for row in rows if methods is None or row.name in methods])
+        click.echo(render_markdown(entries), nl=False)
+        for path in write_params_report(entries, report_dir):
+            click.echo(str(path))
+        return
     check_torch_device(device)
     settings = BenchSettings(device=device, runs=1 if quick else runs, warmup=warmup, backends=_names(backends),
                              methods=methods, large=device == "cuda" if large is None else large, batch=batch,

@@ -53,8 +53,9 @@ SEED = click.Option(["--seed"], type=click.IntRange(0, 2**63 - 1), default=None,
                     help="Seed of the sampling noise (default: the model's own; InvSR: none, the posterior means; "
                          "ResShift / SinSR: 12345, the official CLIs').")
 COLOR_FIX = click.Option(["--color-fix"], type=click.Choice([*COLOR_FIX_METHODS, NO_COLOR_FIX]), default=None,
-                         help="Take the colours from the LR image (the official --color_fix); none keeps the "
-                              "network's (default: the model's own; InvSR: none).")
+                         help="Take the colours from the LR image (the official --color_fix / --align_method); "
+                              "none keeps the network's (default: the model's own: InvSR none, S3Diff wavelet, OSEDiff "
+                              "adain; each family takes those of its official code).")
 # The official tiled VAE and latent tiles of the one-step SD families (S3Diff, OSEDiff).
 LATENT_TILE = click.Option(["--latent-tile"], type=TILE_PX, default=None,
                            help="Latent px per UNet tile; larger latents are tiled (default: the official 96).")

@@ -78,8 +78,8 @@ class Recorder:
         self.start = time.perf_counter()
 
     def keep(self, name: str, tensor: torch.Tensor) -> None:
-        tensor = tensor.detach().cpu()
-        self.arrays[name] = (tensor if tensor.is_floating_point() is False else tensor.float()).numpy().copy()
+        tensor = tensor.detach().cpu()  # prompt ids stay integers
+        self.arrays[name] = (tensor.float() if tensor.is_floating_point() else tensor).numpy().copy()
 
     def flush(self, png: Path) -> None:
         stem = png.name.split(".")[0]  # test_osediff.py's txt name

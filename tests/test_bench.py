@@ -32,7 +32,7 @@ def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
     sd, pth, yaml = tiny_checkpoints
     report = tmp_path / "report"
     result = CliRunner().invoke(main, [
-        "bench", "table7", "--runs", "2", "--warmup", "0", "--methods", "InvSR-1", "--methods", "InvSR-3,OSEDiff-1",
+        "bench", "table7", "--runs", "2", "--warmup", "0", "--methods", "InvSR-1", "--methods", "InvSR-3,SeeSR-50",
         "--backends", "eager,onnxruntime-cpu", "--sd-turbo", str(sd), "--noise-predictor", str(pth),
         "--noise-predictor-config", str(yaml), "--report", str(report),
     ])
@@ -40,10 +40,10 @@ def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
     assert "the cache holds" in result.output.splitlines()[-1]  # the bundles it built stay there: how to free them
     data = json.loads((report / "report.json").read_text())
     rows = {m["method"]["name"]: m for m in data["methods"]}
-    assert set(rows) == {"InvSR-1", "InvSR-3", "OSEDiff-1"}
+    assert set(rows) == {"InvSR-1", "InvSR-3", "SeeSR-50"}
     for b in rows["InvSR-1"]["backends"]:
         assert 0 < b["anonymous_before_mib"] <= b["peak_anonymous_mib"] <= b["peak_host_mib"]
-    assert rows["OSEDiff-1"]["status"] == "not yet reproduced" and rows["OSEDiff-1"]["backends"] == []
+    assert rows["SeeSR-50"]["status"] == "not yet reproduced" and rows["SeeSR-50"]["backends"] == []
     for name in ("InvSR-1", "InvSR-3"):
         backends = {b["backend"]: b for b in rows[name]["backends"]}
         assert set(backends) == {"eager", "onnxruntime-cpu"}
@@ -55,7 +55,7 @@ def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
     # the tiny noise predictor, counted the paper's way
     assert 0 < rows["InvSR-1"]["params_m"] < 1 and "noise predictor" in rows["InvSR-1"]["params_counts"]
     md = (report / "report.md").read_text()
-    assert "| OSEDiff-1 | not yet reproduced |" in md and "| InvSR-1 |" in md and "117" in md
+    assert "| SeeSR-50 | not yet reproduced |" in md and "| InvSR-1 |" in md and "117" in md
     assert (report / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -68,7 +68,8 @@ def test_paper_rows_are_all_listed_and_the_families_claim_theirs():
     assert (rows["InvSR-3"].family, rows["InvSR-3"].steps, rows["InvSR-3"].paper_params_m) == ("invsr", 3, 33.84)
     assert (rows["BSRGAN"].family, rows["BSRGAN"].paper_ms) == ("rrdbnet", 65)
     assert (rows["SinSR-1"].family, rows["SinSR-1"].steps) == ("resshift", 1)
-    assert rows["OSEDiff-1"].family is None
+    assert (rows["OSEDiff-1"].family, rows["OSEDiff-1"].steps, rows["OSEDiff-1"].paper_params_m) == ("osediff", 1, 8.50)
+    assert rows["SeeSR-50"].family is None
 
 
 def test_unknown_methods_are_refused():
@@ -279,3 +280,17 @@ def test_engine_rows_time_their_variants():
     assert bench_variants(BACKENDS["tensorrt"]) == {"CUDA graphs": Variant(graphs)}  # builds no GroupNorm fusion
     assert bench_variants(BACKENDS["onnxruntime-cpu"]) == {"optimised for this CPU": Variant(cpu_offline=True)}
     assert bench_variants(BACKENDS["openvino-cpu"]) == {}
+
+
+def test_params_only_gives_the_column_from_the_architectures_without_loading_anything(tmp_path, monkeypatch):
+    # An empty cache stays empty: no checkpoint is written, no bundle built.
+    monkeypatch.setenv("SR_EXPORT_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["bench", "table7", "--params-only", "--methods", "OSEDiff-1,S3Diff-1,InvSR-1,"
+                                       "SeeSR-50", "--report", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    entries = {e["method"]: e for e in json.loads((tmp_path / "report" / "params.json").read_text())}
+    assert entries["OSEDiff-1"]["paper_params_m"] == 8.50 and round(entries["OSEDiff-1"]["params_m"], 2) == 8.49
+    assert "4.44 M of it run at inference" in entries["OSEDiff-1"]["counts"]
+    assert round(entries["S3Diff-1"]["params_m"], 2) == 34.48 and round(entries["InvSR-1"]["params_m"], 2) == 33.84
+    assert entries["SeeSR-50"]["params_m"] is None and "| SeeSR-50 |  |  | not yet reproduced |" in result.output
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.onnx"))

@@ -186,3 +186,11 @@ def test_the_cli_runs_the_bundle_and_the_reference_alike(demo, tmp_path):
     assert result.exit_code == 1 and "adain" in result.output and "Traceback" not in result.output
     result = runner.invoke(main, ["inspect", str(bundle)])
     assert result.exit_code == 0 and "DEMO" in result.output and "RAM's tags" in result.output
+
+
+def test_the_architecture_count_is_the_checkpoints(demo):
+    from sr_export.families.osediff.bench import architecture_count, checkpoint_count
+    from sr_export.sd.random_checkpoints import TINY_TILED_VAE, TINY_UNET
+
+    _, reference, _ = demo
+    assert architecture_count(TINY_UNET, TINY_TILED_VAE) == checkpoint_count(reference.components.checkpoint)

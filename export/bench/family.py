@@ -119,6 +119,11 @@ class BenchFamily(ABC):
     @abstractmethod
     def params(self, method: Method) -> ParamCount: ...
 
+    @abstractmethod
+    def meta_params(self, method: Method) -> ParamCount:
+        """What ``params`` counts, from the released architecture alone (modules on the meta device): nothing is
+        written, loaded or built."""
+
     def backends(self, device: str) -> list[tuple[BenchBackend, Precision]]:
         return measurable_backends(device)
 

@@ -100,3 +100,14 @@ def merge_lora(network: nn.Module, state: dict[str, torch.Tensor], adapter: str,
         if not any(targets.match_name(name, target) for name in matched):
             raise SRError(f"{source}: the {adapter} LoRA targets {target!r}, which is no layer of the network")
     return used
+
+
+def lora_parameter_count(network: nn.Module, targets: Targets, rank: int, prefix: str = "") -> int:
+    """How many weights a rank-``rank`` LoRA on every layer of ``network`` the targets match has (A and B): from the
+    layers' shapes alone, so the network may live on the meta device."""
+    count = 0
+    for name, module in network.named_modules():
+        if targets.match(prefix + name) and isinstance(module, nn.Conv2d | nn.Linear):
+            fan_in = module.weight[0].numel()  # in_features, or in_channels * kernel area
+            count += rank * (fan_in + module.weight.shape[0])
+    return count

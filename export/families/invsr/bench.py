@@ -16,6 +16,7 @@ from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
 from .graphs import GRAPHS
+from .noise_predictor import OFFICIAL_CONFIG, build_noise_predictor
 from .reference import InvSRReference
 from .schedule import DEFAULT_TIMESTEPS, build_schedule
 from .source import InvSRSource, resolve_source
@@ -43,6 +44,11 @@ def full_random_checkpoints(report: Report) -> tuple[Path, Path, Path]:
     return folder / "sd-turbo", next(np_folder.glob("*.pth")), next(np_folder.glob("*.yaml"))
 
 
+def _count(noise_predictor: torch.nn.Module) -> bench.ParamCount:
+    return bench.ParamCount(sum(p.numel() for p in noise_predictor.parameters()) / 1e6,
+                            "noise predictor only (SD-Turbo is frozen: the paper's rule)")
+
+
 class InvSRBench(bench.BenchFamily):
     name = "invsr"
     methods = {f"InvSR-{steps}": steps for steps in (1, 3, 5)}
@@ -62,8 +68,11 @@ class InvSRBench(bench.BenchFamily):
         return self._source
 
     def params(self, method: bench.Method) -> bench.ParamCount:
-        count = sum(p.numel() for p in self.source.components.noise_predictor.parameters())
-        return bench.ParamCount(count / 1e6, "noise predictor only (SD-Turbo is frozen: the paper's rule)")
+        return _count(self.source.components.noise_predictor)
+
+    def meta_params(self, method: bench.Method) -> bench.ParamCount:
+        with torch.device("meta"):
+            return _count(build_noise_predictor(OFFICIAL_CONFIG))
 
     def _inputs(self, precision: Precision) -> dict[str, tuple]:
         """Each graph's sample inputs for one tile, the same for every backend."""

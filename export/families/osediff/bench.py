@@ -10,6 +10,9 @@ inference (the regulariser's LoRA does not).
 
 from __future__ import annotations
 
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
 from sr_runtime.families.osediff.options import OSEDiffOptions
 from sr_runtime.precision import Precision
 
@@ -17,9 +20,12 @@ from ...bench import family as bench
 from ...cache import cache_root, cached_folder
 from ...reporting import Report
 from ...sd.bench import engine_runner, reference_runner
+from ...sd.lora import Targets, lora_parameter_count
+from ...sd.random_checkpoints import FULL_UNET, FULL_VAE
 from .checkpoint import OSEDiffCheckpoint
 from .graphs import GRAPHS
 from .locate import OSEDiffPaths, find_checkpoints
+from .random_checkpoints import RANK, unet_lora_modules, vae_lora_modules
 from .reference import OSEDiffReference
 from .source import OSEDiffSource, load_source
 
@@ -40,13 +46,29 @@ def full_random_checkpoints(report: Report) -> OSEDiffPaths:
                                     "full-size random-weight OSEDiff checkpoints"))
 
 
-def parameter_counts(ck: OSEDiffCheckpoint) -> tuple[float, float]:
-    """(inference, training) millions: the checkpoint's LoRA and conv_in, then with the regulariser's UNet LoRA."""
-    unet_lora = sum(v.numel() for k, v in ck.unet_state.items() if ".lora_" in k)
-    conv_in = sum(v.numel() for k, v in ck.unet_state.items() if k.startswith("conv_in.base_layer."))
-    vae_lora = sum(v.numel() for v in ck.vae_state.values())
+def parameter_count(unet_lora: int, conv_in: int, vae_lora: int) -> bench.ParamCount:
+    """The training-time count (with the regulariser's UNet LoRA), and how much of it runs at inference."""
     inference = unet_lora + conv_in + vae_lora
-    return inference / 1e6, (inference + unet_lora) / 1e6
+    return bench.ParamCount((inference + unet_lora) / 1e6,
+                            f"the paper's training-time count: UNet and VAE-encoder LoRA, UNet conv_in and the "
+                            f"regulariser's UNet LoRA; {inference / 1e6:.2f} M of it run at inference")
+
+
+def checkpoint_count(ck: OSEDiffCheckpoint) -> bench.ParamCount:
+    return parameter_count(sum(v.numel() for k, v in ck.unet_state.items() if ".lora_" in k),
+                           sum(v.numel() for k, v in ck.unet_state.items() if k.startswith("conv_in.base_layer.")),
+                           sum(v.numel() for v in ck.vae_state.values()))
+
+
+def architecture_count(unet_config: dict, vae_config: dict, rank: int = RANK) -> bench.ParamCount:
+    """The count of an SD-2.1-base of these configs with the official LoRA selection, on the meta device."""
+    with torch.device("meta"):
+        unet, vae = UNet2DConditionModel(**unet_config), AutoencoderKL(**vae_config)
+    unet_lora = sum(lora_parameter_count(unet, Targets(None, tuple(names)), rank)
+                    for names in unet_lora_modules(unet).values())
+    conv_in = sum(p.numel() for p in unet.conv_in.parameters())
+    return parameter_count(unet_lora, conv_in, lora_parameter_count(vae, Targets(None, tuple(vae_lora_modules(vae))),
+                                                                    rank))
 
 
 class OSEDiffBench(bench.BenchFamily):
@@ -67,9 +89,10 @@ class OSEDiffBench(bench.BenchFamily):
         return self._source
 
     def params(self, method: bench.Method) -> bench.ParamCount:
-        inference, training = parameter_counts(self.source.components.checkpoint)
-        return bench.ParamCount(training, f"the paper's training-time count: UNet and VAE-encoder LoRA, UNet conv_in and "
-                                          f"the regulariser's UNet LoRA; {inference:.2f} M of it run at inference")
+        return checkpoint_count(self.source.components.checkpoint)
+
+    def meta_params(self, method: bench.Method) -> bench.ParamCount:
+        return architecture_count(FULL_UNET, FULL_VAE)
 
     def backends(self, device: str) -> list[tuple[bench.BenchBackend, Precision]]:
         # PyTorch rows in fp32 (this reference's precision), also on the GPU, where the engines run fp16.

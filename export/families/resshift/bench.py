@@ -28,9 +28,11 @@ from ...bench.engines import bench_upscaler, variant_runs
 from ...cache import cache_root, cached_folder
 from ...graph_spec import TORCH_DTYPES
 from ...reporting import Report
+from .config import load_config
 from .official_configs import MODELS
 from .reference import ResShiftReference
 from .source import ResShiftSource, resolve_source
+from .unet import UNetModelSwin
 
 ROWS = {"ResShift-4": "resshift-v3", "SinSR-1": "sinsr", "ResShift-15": "resshift-v1"}
 STAGE_LABELS = {"vq_encoder": "VQ encoder", "unet_step": "UNet step", "vq_decoder": "VQ decoder"}
@@ -63,6 +65,11 @@ def stage_inputs(section: ResShiftSection, feeds: dict[str, np.ndarray]) -> dict
     }
 
 
+def _count(unet: torch.nn.Module) -> bench.ParamCount:
+    return bench.ParamCount(sum(p.numel() for p in unet.parameters()) / 1e6,
+                            "the denoiser only (the frozen VQ autoencoder excluded: the paper's rule)")
+
+
 class ResShiftBench(bench.BenchFamily):
     name = "resshift"
     methods = {"ResShift-4": 4, "SinSR-1": 1, "ResShift-15": 15}
@@ -81,8 +88,11 @@ class ResShiftBench(bench.BenchFamily):
         return self._sources[model]
 
     def params(self, method: bench.Method) -> bench.ParamCount:
-        count = sum(p.numel() for p in self.source(method).components.unet.parameters())
-        return bench.ParamCount(count / 1e6, "the denoiser only (the frozen VQ autoencoder excluded: the paper's rule)")
+        return _count(self.source(method).components.unet)
+
+    def meta_params(self, method: bench.Method) -> bench.ParamCount:
+        with torch.device("meta"):
+            return _count(UNetModelSwin(load_config(MODELS[ROWS[method.name]]).unet))
 
     def backends(self, device: str) -> list[tuple[bench.BenchBackend, Precision]]:
         # A bf16 build is refused (the plan's bf16_problem: the VQ codebook lookup).

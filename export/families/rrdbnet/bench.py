@@ -21,6 +21,10 @@ from .source import RRDBNetSource
 ROWS = {"RealESRGAN": REALESRGAN, "BSRGAN": BSRGAN}
 
 
+def _count(module: RRDBNet) -> bench.ParamCount:
+    return bench.ParamCount(sum(p.numel() for p in module.parameters()) / 1e6, "the whole RRDBNet")
+
+
 class RRDBNetBench(bench.BenchFamily):
     """Both rows share the network (the same 16.7 M-parameter x4 RRDBNet); only the checkpoints differ."""
 
@@ -40,7 +44,11 @@ class RRDBNetBench(bench.BenchFamily):
         return self._module
 
     def params(self, method: bench.Method) -> bench.ParamCount:
-        return bench.ParamCount(sum(p.numel() for p in self.module.parameters()) / 1e6, "the whole RRDBNet")
+        return _count(self.module)
+
+    def meta_params(self, method: bench.Method) -> bench.ParamCount:
+        with torch.device("meta"):
+            return _count(RRDBNet(OFFICIAL_CONFIG))
 
     def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
                batch: int) -> bench.Runner:

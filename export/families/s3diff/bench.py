@@ -8,6 +8,9 @@ frequencies and the pretrained DEResNet are excluded (as InvSR's row counts its 
 
 from __future__ import annotations
 
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
 from sr_runtime.families.s3diff.options import S3DiffOptions
 from sr_runtime.precision import Precision
 
@@ -15,9 +18,21 @@ from ...bench import family as bench
 from ...cache import cache_root, cached_folder
 from ...reporting import Report
 from ...sd.bench import engine_runner, reference_runner
+from ...sd.lora import Targets, lora_parameter_count
+from ...sd.random_checkpoints import FULL_UNET, FULL_VAE
 from .graphs import GRAPHS
 from .locate import S3DiffPaths, find_checkpoints
 from .lora import ModulatedLoRA
+from .random_checkpoints import (
+    BLOCK_EMBEDDING,
+    DEGRADATION_WIDTH,
+    FOURIER_FEATURES,
+    RANKS,
+    UNET_BLOCKS,
+    UNET_TARGETS,
+    VAE_BLOCKS,
+    VAE_TARGETS,
+)
 from .reference import S3DiffReference
 from .source import S3DiffSource, load_source
 
@@ -47,6 +62,25 @@ def trained_parameters(source: S3DiffSource) -> int:
     return lora + sum(p.numel() for p in sd.unet.conv_in.parameters()) + modulation
 
 
+def architecture_parameters(unet_config: dict, vae_config: dict, rank_unet: int, rank_vae: int) -> int:
+    """What ``trained_parameters`` counts, for SD-Turbo configs and ranks, on the meta device: the LoRA of the
+    official targets, conv_in, and per network its modulation MLPs (random_checkpoints' official sizes) and block
+    embeddings."""
+    with torch.device("meta"):
+        unet, vae = UNet2DConditionModel(**unet_config), AutoencoderKL(**vae_config)
+    lora = (lora_parameter_count(unet, Targets(None, tuple(UNET_TARGETS)), rank_unet)
+            + lora_parameter_count(vae.encoder, Targets(VAE_TARGETS), rank_vae, prefix="encoder."))
+    modulation = sum((4 * FOURIER_FEATURES + 1) * DEGRADATION_WIDTH + (BLOCK_EMBEDDING + 1) * 64
+                     + (DEGRADATION_WIDTH + 64 + 1) * rank * rank + blocks * BLOCK_EMBEDDING
+                     for rank, blocks in ((rank_unet, UNET_BLOCKS), (rank_vae, VAE_BLOCKS)))
+    return lora + sum(p.numel() for p in unet.conv_in.parameters()) + modulation
+
+
+def _count(parameters: int) -> bench.ParamCount:
+    return bench.ParamCount(parameters / 1e6, "what S3Diff trains: UNet and VAE-encoder LoRA, UNet conv_in, modulation "
+                                              "MLPs and block embeddings (SD-Turbo and DEResNet frozen)")
+
+
 class S3DiffBench(bench.BenchFamily):
     name = "s3diff"
     methods = {"S3Diff-1": 1}
@@ -65,9 +99,10 @@ class S3DiffBench(bench.BenchFamily):
         return self._source
 
     def params(self, method: bench.Method) -> bench.ParamCount:
-        return bench.ParamCount(trained_parameters(self.source) / 1e6,
-                                "what S3Diff trains: UNet and VAE-encoder LoRA, UNet conv_in, modulation MLPs and block "
-                                "embeddings (SD-Turbo and DEResNet frozen)")
+        return _count(trained_parameters(self.source))
+
+    def meta_params(self, method: bench.Method) -> bench.ParamCount:
+        return _count(architecture_parameters(FULL_UNET, FULL_VAE, *RANKS["full"]))
 
     def backends(self, device: str) -> list[tuple[bench.BenchBackend, Precision]]:
         # PyTorch rows at the official precision (fp32, what users of S3Diff's code run), also on the GPU, where
