@@ -12,17 +12,17 @@ import click
 import pytest
 import torch
 
+from sr_export.builders.backends import BACKENDS
 from sr_export.families import FAMILIES
 from sr_runtime.precision import Precision
-
-TILE = 64  # LR px: large enough for every family's tiling rules and for ResShift's shifted windows
 
 
 @pytest.mark.parametrize("family", list(FAMILIES.values()), ids=list(FAMILIES))
 def test_every_graph_module_computes_on_its_inputs_device(family):
     options = click.Command("build", params=list(family.build_options)).make_context("build", []).params
     source = family.source(family.models[0], options, lambda message: None)
-    plan = source.plan_build(TILE, 1, lambda message: None)
+    # The default tile: every family's tiling rules hold there (OSEDiff takes no LR under 128 px).
+    plan = source.plan_build(family.default_tile(BACKENDS["onnxruntime-cpu"]), 1, lambda message: None)
     for spec in plan.graphs:
         module = copy.deepcopy(spec.make_module(source.components)).to("meta")
         inputs = [x.to("meta") for x in spec.sample_inputs(plan.dims(1), Precision.FP32)]

@@ -3,6 +3,7 @@ the large image, the variants) and the PyTorch rows' stage calls."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -79,3 +80,39 @@ def reference_runner(reference, modules: dict[str, str], options: object, source
     return bench.Runner(run=lambda: reference.upscale(image, options), stages=stages,
                         large=lambda: reference.upscale(large_image, options),
                         large_tiles=large_tiles(reference.section))
+
+
+class OneStepBench(bench.BenchFamily):
+    """A one-step family's Table 7 row: its bundle's engines and its PyTorch reference at fp32 (what the official
+    code of these families runs), also on the GPU, where the engines run fp16. A family gives its graphs, their
+    labels and reference modules, its reference and options types, and ``source`` / ``params``."""
+
+    graphs: tuple[GraphSpec, ...]
+    labels: dict[str, str]  # graph -> stage label
+    modules: dict[str, str]  # graph -> the reference's attribute holding its module
+
+    @abstractmethod
+    def reference(self, device: str, batch: int):
+        """The family's PyTorch reference of ``source``'s components."""
+
+    @abstractmethod
+    def options(self):
+        """The default per-image options (the official defaults)."""
+
+    @abstractmethod
+    def large_tiles(self, section) -> int:
+        """How many UNet tiles the large image takes."""
+
+    def backends(self, device: str) -> list[tuple[bench.BenchBackend, Precision]]:
+        return [(backend, Precision.FP32 if isinstance(backend, bench.TorchMode) else precision)
+                for backend, precision in super().backends(device)]
+
+    def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
+               batch: int) -> bench.Runner:
+        if not isinstance(backend, bench.TorchMode):
+            return engine_runner(self.source, self.graphs, self.labels, self.name, backend, precision, batch,
+                                 self._report, self.large_tiles)
+        if precision is not Precision.FP32:
+            raise NotImplementedError(f"the {self.name} reference runs in fp32 (the official default)")
+        return reference_runner(self.reference(device, batch), self.modules, self.options(), self.source, self.graphs,
+                                self.labels, backend, device, self.large_tiles)

@@ -14,12 +14,11 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from sr_runtime.families.osediff.options import OSEDiffOptions
-from sr_runtime.precision import Precision
 
 from ...bench import family as bench
 from ...cache import cache_root, cached_folder
 from ...reporting import Report
-from ...sd.bench import engine_runner, reference_runner
+from ...sd.bench import OneStepBench
 from ...sd.lora import Targets, lora_parameter_count
 from ...sd.random_checkpoints import FULL_UNET, FULL_VAE
 from .checkpoint import OSEDiffCheckpoint
@@ -71,8 +70,11 @@ def architecture_count(unet_config: dict, vae_config: dict, rank: int = RANK) ->
                                                                     rank))
 
 
-class OSEDiffBench(bench.BenchFamily):
+class OSEDiffBench(OneStepBench):
     name = "osediff"
+    graphs = GRAPHS
+    labels = STAGE_LABELS
+    modules = MODULES
     methods = {"OSEDiff-1": 1}
 
     def __init__(self, sd21=None, checkpoint=None, ram=None, dape=None, ram_data=None, report: Report = print):
@@ -94,24 +96,13 @@ class OSEDiffBench(bench.BenchFamily):
     def meta_params(self, method: bench.Method) -> bench.ParamCount:
         return architecture_count(FULL_UNET, FULL_VAE)
 
-    def backends(self, device: str) -> list[tuple[bench.BenchBackend, Precision]]:
-        # PyTorch rows in fp32 (this reference's precision), also on the GPU, where the engines run fp16.
-        return [(backend, Precision.FP32 if isinstance(backend, bench.TorchMode) else precision)
-                for backend, precision in super().backends(device)]
+    def reference(self, device: str, batch: int) -> OSEDiffReference:
+        return OSEDiffReference(self.source.components, device=device, batch=batch)
 
-    def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
-               batch: int) -> bench.Runner:
-        if not isinstance(backend, bench.TorchMode):
-            return engine_runner(self.source, GRAPHS, STAGE_LABELS, "osediff", backend, precision, batch, self._report,
-                                 _large_tiles)
-        if precision is not Precision.FP32:
-            raise NotImplementedError("the OSEDiff reference runs in fp32")
-        reference = OSEDiffReference(self.source.components, device=device, batch=batch)
-        return reference_runner(reference, MODULES, OSEDiffOptions(), self.source, GRAPHS, STAGE_LABELS, backend, device,
-                                _large_tiles)
+    def options(self) -> OSEDiffOptions:
+        return OSEDiffOptions()
 
+    def large_tiles(self, section) -> int:
+        from sr_runtime.families.osediff.image_loop import tiling
 
-def _large_tiles(section) -> int:
-    from sr_runtime.families.osediff.image_loop import tiling
-
-    return tiling(bench.LARGE, bench.LARGE, section, OSEDiffOptions()).unet_tiles
+        return tiling(bench.LARGE, bench.LARGE, section, OSEDiffOptions()).unet_tiles

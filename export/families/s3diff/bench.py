@@ -12,12 +12,11 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from sr_runtime.families.s3diff.options import S3DiffOptions
-from sr_runtime.precision import Precision
 
 from ...bench import family as bench
 from ...cache import cache_root, cached_folder
 from ...reporting import Report
-from ...sd.bench import engine_runner, reference_runner
+from ...sd.bench import OneStepBench
 from ...sd.lora import Targets, lora_parameter_count
 from ...sd.random_checkpoints import FULL_UNET, FULL_VAE
 from .graphs import GRAPHS
@@ -81,8 +80,11 @@ def _count(parameters: int) -> bench.ParamCount:
                                               "MLPs and block embeddings (SD-Turbo and DEResNet frozen)")
 
 
-class S3DiffBench(bench.BenchFamily):
+class S3DiffBench(OneStepBench):
     name = "s3diff"
+    graphs = GRAPHS
+    labels = STAGE_LABELS
+    modules = MODULES
     methods = {"S3Diff-1": 1}
 
     def __init__(self, sd_turbo=None, checkpoint=None, de_net=None, report: Report = print):
@@ -104,25 +106,13 @@ class S3DiffBench(bench.BenchFamily):
     def meta_params(self, method: bench.Method) -> bench.ParamCount:
         return _count(architecture_parameters(FULL_UNET, FULL_VAE, *RANKS["full"]))
 
-    def backends(self, device: str) -> list[tuple[bench.BenchBackend, Precision]]:
-        # PyTorch rows at the official precision (fp32, what users of S3Diff's code run), also on the GPU, where
-        # the engines run fp16 as everywhere in Table 7.
-        return [(backend, Precision.FP32 if isinstance(backend, bench.TorchMode) else precision)
-                for backend, precision in super().backends(device)]
+    def reference(self, device: str, batch: int) -> S3DiffReference:
+        return S3DiffReference(self.source.components, device=device, batch=batch)
 
-    def runner(self, method: bench.Method, backend: bench.BenchBackend, precision: Precision, device: str,
-               batch: int) -> bench.Runner:
-        if not isinstance(backend, bench.TorchMode):
-            return engine_runner(self.source, GRAPHS, STAGE_LABELS, "s3diff", backend, precision, batch, self._report,
-                                 _large_tiles)
-        if precision is not Precision.FP32:
-            raise NotImplementedError("the S3Diff reference runs in fp32 (the official default)")
-        reference = S3DiffReference(self.source.components, device=device, batch=batch)
-        return reference_runner(reference, MODULES, S3DiffOptions(), self.source, GRAPHS, STAGE_LABELS, backend, device,
-                                _large_tiles)
+    def options(self) -> S3DiffOptions:
+        return S3DiffOptions()
 
+    def large_tiles(self, section) -> int:
+        from sr_runtime.families.s3diff.image_loop import Tiling
 
-def _large_tiles(section) -> int:
-    from sr_runtime.families.s3diff.image_loop import Tiling
-
-    return Tiling(bench.LARGE, bench.LARGE, section, S3DiffOptions()).unet_tiles
+        return Tiling(bench.LARGE, bench.LARGE, section, S3DiffOptions()).unet_tiles
