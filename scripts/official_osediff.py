@@ -57,7 +57,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_osediff_ram import _StandInTokenizer  # noqa: E402
-from official_s3diff import patch_cuda  # noqa: E402
+from official_s3diff import patch_cuda, patch_posterior  # noqa: E402
 
 REPO_DEFAULT = Path("/tmp/osediff_official")
 TAG_FILES = ("ram_tag_list.txt", "ram_tag_list_threshold.txt")
@@ -104,18 +104,6 @@ def stage_ram(repo: Path, staged: Path, configs: Path | None, data: Path) -> int
     chinese = data / "ram_tag_list_chinese.txt"
     shutil.copy(chinese if chinese.exists() else data / TAG_FILES[0], staged / "ram" / "data" / chinese.name)
     return json.loads((staged / "ram" / "configs" / "med_config.json").read_text())["vocab_size"]
-
-
-def patch_posterior(seed: int | None) -> None:
-    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-
-    def sample(self, generator=None):
-        if seed is None:
-            return self.mean
-        noise = np.random.default_rng(seed).standard_normal(tuple(self.mean.shape), dtype=np.float32)
-        return self.mean + self.std * torch.from_numpy(noise)
-
-    DiagonalGaussianDistribution.sample = sample
 
 
 def patch_merge_and_unload() -> None:

@@ -58,3 +58,18 @@ def edit_manifest(bundle: Path, edit) -> None:
     data = json.loads((bundle / MANIFEST_NAME).read_text())
     edit(data)
     (bundle / MANIFEST_NAME).write_text(manifest_text(data))
+
+
+def assert_graphs_match_modules(bundle: Path, chosen, components, sizes) -> None:
+    """Each spec's ONNX file in ``bundle`` against its torch module on the spec's fp32 sample inputs (1e-4 relative)."""
+    import torch
+
+    from sr_runtime.precision import Precision
+
+    for spec in chosen:
+        inputs = spec.sample_inputs(sizes, Precision.FP32)
+        with torch.inference_mode():
+            want = spec.make_module(components)(*inputs).numpy()
+        session = ort.InferenceSession(str(bundle / f"{spec.name}.onnx"), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {t.name: x.numpy() for t, x in zip(spec.inputs, inputs, strict=True)})
+        assert np.abs(got - want).max() <= 1e-4 * max(np.abs(want).max(), 1e-6), spec.name

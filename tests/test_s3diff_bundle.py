@@ -8,9 +8,8 @@ import copy
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 from click.testing import CliRunner
-from helpers import make_image, needs_cuda_ep, needs_openvino, psnr
+from helpers import assert_graphs_match_modules, make_image, needs_cuda_ep, needs_openvino, psnr
 
 from sr_export.cli import main
 from sr_export.families.s3diff import graphs as specs
@@ -62,13 +61,7 @@ def test_each_graph_matches_its_module(demo):
     sizes = dims(1, TILE, TILE, section, reference.prompt_embeds.shape)
     chosen = [*specs.GRAPHS, *(s for s in specs.segment_specs(section) if s.name.endswith(("segment0", "segment1",
                                                                                           "segment13")))]
-    for spec in chosen:
-        inputs = spec.sample_inputs(sizes, Precision.FP32)
-        with torch.inference_mode():
-            want = spec.make_module(c)(*inputs).numpy()
-        session = ort.InferenceSession(str(bundle / f"{spec.name}.onnx"), providers=["CPUExecutionProvider"])
-        (got,) = session.run(None, {t.name: x.numpy() for t, x in zip(spec.inputs, inputs, strict=True)})
-        assert np.abs(got - want).max() <= 1e-4 * max(np.abs(want).max(), 1e-6), spec.name
+    assert_graphs_match_modules(bundle, chosen, c, sizes)
 
 
 def test_fp16_graphs_are_finite(demo, tmp_path):

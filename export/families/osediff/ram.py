@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..resshift.swin import relative_position_index
+from ...swin_windows import relative_position_index
 
 IMAGE_SIZE = 384  # config_swinL_384.json "image_res": the window masks are built for this input size
 HEAD_ATTENTION_HEADS = 4  # q2l_config.json "num_attention_heads"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..resshift.swin import relative_position_index
+from ...swin_windows import relative_position_index
 from .ram import IMAGE_SIZE, shifted_window_mask
 from .ram_checkpoint import DAPE_FILE, RAM_FILE, TAG_LIST_FILE, THRESHOLD_FILE
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...swin_windows import relative_position_index
 from .layers import GroupNorm32
 
 MASKED = -100.0  # the official's additive mask value
@@ -49,12 +50,6 @@ def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) 
     c = windows.shape[-1]
     x = windows.reshape(-1, height // window, width // window, window, window, c)
     return x.permute(0, 5, 1, 3, 2, 4).reshape(-1, c, height, width)
-
-
-def relative_position_index(window: int) -> torch.Tensor:
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
-    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
-    return relative[:, :, 0] * (2 * window - 1) + relative[:, :, 1]
 
 
 class WindowAttention(nn.Module):
