@@ -17,7 +17,7 @@ tiny ones, and then on each image:
   ``ram.inference_ram(lq_ram, DAPE)``, the model built by ``ram.models.ram_lora.ram(pretrained=...,
   pretrained_condition=..., image_size=384, vit='swin_l')`` and put in ``.eval()`` (which merges the LoRA); the
   probabilities are ``sigmoid`` of the ``fc`` output, read by a forward hook, as ``generate_tag`` computes them;
-- ours: ``load_ram_tagger`` on the official ``lq_ram``; ``tag_string`` with ``read_tag_vocabulary``. Our
+- ours: ``load_ram_tagger`` on the official ``lq_ram``; the runtime's ``tag_string`` with ``read_tag_vocabulary``. Our
   ``tagger_input(lq)`` is compared with the official ``lq_ram`` separately.
 
 It also checks that the tiny files hold exactly the official model's keys, shapes and key order (RAM: the LoRA
@@ -170,8 +170,9 @@ def official_side(case: Path, git_dir: Path) -> None:
 
 def compare_case(name: str, sizes, work: Path, official_python: Path, git_dir: Path, seed: int) -> bool:
     from sr_export.families.osediff.ram import tagger_input
-    from sr_export.families.osediff.ram_checkpoint import load_ram_tagger, read_tag_vocabulary, tag_string
+    from sr_export.families.osediff.ram_checkpoint import load_ram_tagger, read_tag_vocabulary
     from sr_export.families.osediff.random_ram import write_random_ram
+    from sr_runtime.families.osediff.prompt import tag_string
 
     case = work / name
     files = write_random_ram(case / "weights", sizes, seed=seed)
@@ -200,7 +201,7 @@ def compare_case(name: str, sizes, work: Path, official_python: Path, git_dir: P
                 resize_diff = (tagger_input(torch.from_numpy(lq)) - official_input).abs().max().item()
                 probabilities = tagger(official_input)[0]
             prob_diff = np.abs(probabilities.numpy() - result[f"prob{index}"][0]).max()
-            equal = tag_string(probabilities, vocabulary) == official["tags"][index]
+            equal = tag_string(probabilities, vocabulary.tags, vocabulary.thresholds) == official["tags"][index]
             print(f"{lq.shape[2]:>4}x{lq.shape[3]:<7} | {resize_diff:14.3g} | {prob_diff:12.3g} | {equal!s:10} | "
                   f"{official['tags'][index] or '(none)'}")
             ok &= resize_diff <= TOLERANCE and prob_diff <= TOLERANCE and equal

@@ -26,17 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sr_export.compare import psnr
 from sr_export.families.osediff.components import load_components
 from sr_export.families.osediff.reference import OSEDiffReference
 from sr_export.families.osediff.source import demo_paths
 from sr_runtime.families.osediff.options import OSEDiffOptions
 from sr_runtime.images import read_image
 from sr_runtime.pipeline import Upscaler
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
 def main() -> int:
@@ -77,7 +73,7 @@ def main() -> int:
                 line.append(f"{name} shape {result.shape} vs {official.shape}")
                 failed = True
                 continue
-            value = psnr(result, official)
+            value = psnr(result, official, peak=1.0)
             failed |= value < args.min_psnr
             line.append(f"{name} max-abs {np.abs(result - official).max():.3g} PSNR {value:.1f} dB")
         print("  ".join(line), flush=True)

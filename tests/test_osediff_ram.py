@@ -15,10 +15,10 @@ from sr_export.families.osediff.ram_checkpoint import (
     MAX_TAG_FILE_BYTES,
     load_ram_tagger,
     read_tag_vocabulary,
-    tag_string,
 )
 from sr_export.families.osediff.random_ram import TINY_RAM, TINY_RAM_WIDE, write_random_ram
 from sr_runtime.errors import SRError
+from sr_runtime.families.osediff.prompt import tag_string
 
 LORA_SCALE = 1 / 8  # loralib: lora_alpha (default 1) / r (8)
 
@@ -216,8 +216,8 @@ def test_threshold_file_rules(tmp_path):
     assert vocabulary.tags == ("3D glasses", "abacus", "zoo")
     assert vocabulary.thresholds == tuple(torch.tensor([0.8, 0.95, DEFAULT_THRESHOLD]).tolist())
     # Strictly above the threshold, in class order, joined with ", ".
-    assert tag_string(torch.tensor([0.9, 0.95, 0.7]), vocabulary) == "3D glasses, zoo"
-    assert tag_string(torch.tensor([0.1, 0.2, 0.3]), vocabulary) == ""
+    assert tag_string(torch.tensor([0.9, 0.95, 0.7]), vocabulary.tags, vocabulary.thresholds) == "3D glasses, zoo"
+    assert tag_string(torch.tensor([0.1, 0.2, 0.3]), vocabulary.tags, vocabulary.thresholds) == ""
 
     thresholds.write_text("0.7\n0.7\n0.7\n0.7\n")
     assert "more lines" in _error_line(lambda: read_tag_vocabulary(tags, thresholds, 3))

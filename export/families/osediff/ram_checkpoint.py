@@ -188,10 +188,3 @@ def read_tag_vocabulary(tag_list: str | Path, thresholds: str | Path, num_classe
         if not math.isfinite(values[number - 1]):
             raise SRError(f"threshold file {thresholds}, line {number}: {line.strip()} is not a finite number")
     return TagVocabulary(tags, tuple(np.asarray(values, dtype=np.float32).tolist()))
-
-
-def tag_string(probabilities: np.ndarray | torch.Tensor, vocabulary: TagVocabulary) -> str:
-    """One image's tags as the official prompt carries them: those whose probability is strictly above their
-    class threshold, in class order, joined with ", "."""
-    chosen = np.asarray(probabilities, dtype=np.float32) > np.asarray(vocabulary.thresholds, dtype=np.float32)
-    return ", ".join(tag for tag, keep in zip(vocabulary.tags, chosen, strict=True) if keep)
