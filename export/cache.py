@@ -32,7 +32,7 @@ from sr_runtime.bundle_check import sha256_file
 from sr_runtime.errors import SRError
 from sr_runtime.images import write_atomically
 
-from .bundle import OLD_MARK, TMP_MARK, atomic_folder_locked, folder_lock, lock_file
+from .atomic_folders import OLD_MARK, TMP_MARK, atomic_folder_locked, folder_lock, lock_file
 from .reporting import Report
 
 COMPLETE = "complete"

@@ -211,9 +211,9 @@ def build(model, backend, precision, tile, batch, output, **options):
     Without checkpoint options it looks in the default places (the Hugging Face cache, ./weights); if
     nothing is found it builds the built-in demo model (random weights, outputs not meaningful).
     """
+    from .atomic_folders import check_bundle_target
     from .builders.backends import select_backend
     from .builders.bundle_builder import BuildOptions, build_bundle
-    from .bundle import check_bundle_target
 
     ctx = click.get_current_context()
     family = family_for_model(model)

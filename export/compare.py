@@ -23,14 +23,10 @@ from sr_runtime.records import record_dict
 from sr_runtime.version import TOOL_VERSION
 
 from .families.base import Options
+from .metrics import psnr
 from .reporting import Report
 
 REFERENCE_BACKEND = "onnxruntime-cpu"
-
-
-def psnr(got: np.ndarray, want: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((np.asarray(got, np.float64) - np.asarray(want, np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
 
 
 @dataclass(frozen=True)

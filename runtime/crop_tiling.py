@@ -3,7 +3,7 @@
 Tiles are at most T x T LR px (the bundle's tile size); a side shorter than T is run at its own
 length, so an image smaller than a tile is one call on the image itself, as the whole-image run of
 the official code does. Along a longer side tiles advance by T - 2*overlap, the last one moved back
-to end on the border (``tiling.axis_starts``). Where two tiles overlap, the seam is cut in the middle
+to end on the border (``axis_starts``, which InvSR's tiles and ResShift's chopping share). Where two tiles overlap, the seam is cut in the middle
 of the overlap: each side keeps only output pixels that saw at least ``overlap`` LR px of real image
 around them (or the image border, where a whole-image run sees the same zero padding). A pixel whose
 receptive field fits inside that context is computed exactly as in a run on the whole image, so
@@ -18,18 +18,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import check_rgb_image, require_non_negative_int, require_positive_int
 from .errors import SRError
 from .resources import ImageCost
-from .tiling import axis_starts, check_rgb_image, require_positive_int
 
 # (n, 3, h, w) float32 LR tiles -> (n, 3, scale*h, scale*w) SR tiles, any float dtype.
 TileRunner = Callable[[np.ndarray], np.ndarray]
 
 
+def axis_starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    clamped = [min(start, length - tile) for start in range(0, length, stride)]
+    return list(dict.fromkeys(clamped))  # de-duplicate, keeping the first occurrence's order
+
+
 def check_overlap(tile: int, overlap: int) -> None:
     require_positive_int("tile", tile)
-    if isinstance(overlap, bool) or not isinstance(overlap, int | np.integer) or overlap < 0:
-        raise SRError(f"overlap must be a non-negative integer, got {overlap!r}")
+    require_non_negative_int("overlap", overlap)
     if 2 * overlap >= tile:
         raise SRError(f"tile {tile} must be larger than twice the overlap {overlap} (each tile keeps its middle)")
 

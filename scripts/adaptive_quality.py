@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_export.compare import psnr
+from sr_export.metrics import psnr
 from sr_runtime.images import collect_inputs, read_image
 from sr_runtime.pipeline import Upscaler
 

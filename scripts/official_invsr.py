@@ -1,5 +1,5 @@
-"""The official side of verify_official.py: the OFFICIAL InvSR sampler (zsyOAOA/InvSR) run as released,
-on the CPU in fp32 with the posterior means. Runs in the official venv only (see verify_official.py).
+"""The official side of verify_invsr.py: the OFFICIAL InvSR sampler (zsyOAOA/InvSR) run as released,
+on the CPU in fp32 with the posterior means. Runs in the official venv only (see verify_invsr.py).
 
 What is patched (at run time; no official file is edited):
   * DiagonalGaussianDistribution.sample (src/diffusers/models/autoencoders/vae.py) returns self.mean.
@@ -43,7 +43,7 @@ def _install_stubs() -> list[str]:
 
     def refuse(name):
         def fail(*args, **kwargs):
-            raise RuntimeError(f"{name} is a verify_official.py placeholder, not meant to be reached")
+            raise RuntimeError(f"{name} is a verify_invsr.py placeholder, not meant to be reached")
 
         return fail
 

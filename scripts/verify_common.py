@@ -1,4 +1,4 @@
-"""What both sides of verify_official.py share: the cases, the LR images, the stage hooks, the metrics.
+"""What both sides of verify_invsr.py share: the cases, the LR images, the stage hooks, the metrics (PSNR: sr_export.metrics).
 
 Imported from the official venv as well as from ours: numpy, Pillow and hashlib only at module level.
 """
@@ -6,7 +6,6 @@ Imported from the official venv as well as from ours: numpy, Pillow and hashlib 
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 
 import numpy as np
@@ -95,12 +94,6 @@ class Recorder:
     def save(self, path: Path):
         arrays = {f"{name}_{i}": a for name, items in self.records.items() for i, a in enumerate(items)}
         np.savez(path, **arrays)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """In dB, for images in [0, 1]."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def sha256(path: Path) -> str:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_export.compare import psnr
 from sr_export.families.osediff.components import load_components
 from sr_export.families.osediff.reference import OSEDiffReference
 from sr_export.families.osediff.source import demo_paths
+from sr_export.metrics import psnr
 from sr_runtime.families.osediff.options import OSEDiffOptions
 from sr_runtime.images import read_image
 from sr_runtime.pipeline import Upscaler

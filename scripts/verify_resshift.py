@@ -58,7 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from verify_common import psnr
+
+from sr_export.metrics import psnr
 
 # name -> (height, width) of the LR image
 IMAGES = {"h64w64": (64, 64), "h48w80": (48, 80), "h100w150": (100, 150), "h72w100": (72, 100)}

@@ -61,7 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from verify_common import psnr
+
+from sr_export.metrics import psnr
 
 # name -> (height, width) of the LR image
 IMAGES = {"h32w40": (32, 40), "h36w50": (36, 50), "h64w56": (64, 56)}

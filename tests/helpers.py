@@ -13,7 +13,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from sr_export.compare import psnr as compare_psnr
 from sr_runtime.cpu_target import listed_cpu_features
 from sr_runtime.manifest import MANIFEST_NAME, manifest_text
 
@@ -37,11 +36,6 @@ def run_as_avx2_only(args: list[str], cache: Path, timeout: float = 300) -> subp
     under ``cache``."""
     return subprocess.run(["bash", str(ISA_MASK), sys.executable, *args], capture_output=True, text=True, cwd=REPO,
                           env={"PATH": "/usr/bin:/bin", "SR_EXPORT_CACHE": str(cache)}, timeout=timeout)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two images in [0, 1] (inf when equal)."""
-    return compare_psnr(a, b, peak=1.0)
 
 
 def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -8,11 +8,12 @@ import logging
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import make_image, psnr
+from helpers import make_image
 from standin_bundle import write_bundle
 
 from sr_export.cli import main
 from sr_export.families.invsr.synthetic import mixed_image, region
+from sr_export.metrics import psnr
 from sr_runtime.errors import SRError
 from sr_runtime.families.invsr.difficulty import (
     DEFAULT_THRESHOLDS,

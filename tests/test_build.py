@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import edit_manifest, make_image, needs_cuda_ep, needs_openvino, psnr
+from helpers import edit_manifest, make_image, needs_cuda_ep, needs_openvino
 
 from sr_export.builders import cpu_convolutions
 from sr_export.builders.bundle_builder import BuildOptions, build_bundle
@@ -27,6 +27,7 @@ from sr_export.families.invsr.reference import InvSRReference
 from sr_export.families.invsr.schedule import DEFAULT_TIMESTEPS, build_schedule
 from sr_export.families.invsr.source import resolve_source
 from sr_export.graph_spec import TORCH_DTYPES, torch_dtype
+from sr_export.metrics import psnr
 from sr_export.onnx_export import module_for_precision
 from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.errors import SRError

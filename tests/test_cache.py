@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sr_export.bundle import folder_lock
+from sr_export.atomic_folders import folder_lock
 from sr_export.cache import COMPLETE, cache_entries, cache_root, cached_folder
 from sr_export.cli import main
 

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import assert_graphs_match_modules, make_image, psnr
+from helpers import assert_graphs_match_modules, make_image
 
 from sr_export.cli import main
 from sr_export.families.osediff import graphs as specs
@@ -19,6 +19,7 @@ from sr_export.families.osediff.checkpoint import load_osediff_checkpoint
 from sr_export.families.osediff.components import load_components
 from sr_export.families.osediff.reference import OSEDiffReference
 from sr_export.families.osediff.source import demo_checkpoints
+from sr_export.metrics import psnr
 from sr_export.onnx_export import export_graph
 from sr_export.sd.loading import load_sd
 from sr_export.sd.lora import PEFT_LORA_ALPHA

@@ -130,7 +130,7 @@ def official_sample_func(components, cli_timesteps, image: np.ndarray, tile: int
     """``sampler_invsr.sample_func`` restated (posterior means, no colour fix): mod_lq from the VAE's and
     UNet's block_out_channels, the small-image reflect loop, bottom/right reflect padding to mod_lq, tiles
     at stride tile // 2 (``ImageSpliterTh``), Gaussian-weighted blend, crop."""
-    from sr_runtime.tiling import gaussian_weights_1d
+    from sr_runtime.families.invsr.tiling import gaussian_weights_1d
 
     sd = components.sd_turbo
     vae_sf = 2 ** (len(sd.vae.config.block_out_channels) - 1)

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import make_image, needs_cuda_ep, needs_openvino, psnr
+from helpers import make_image, needs_cuda_ep, needs_openvino
 from PIL import Image
 
 from sr_export.bench.family import Method, TorchMode
@@ -28,6 +28,7 @@ from sr_export.families.resshift.random_checkpoints import write_official_config
 from sr_export.families.resshift.reference import ResShiftReference
 from sr_export.families.resshift.source import resolve_source
 from sr_export.graph_spec import TORCH_DTYPES, GraphSpec
+from sr_export.metrics import psnr
 from sr_export.onnx_export import module_for_precision
 from sr_runtime.errors import SRError
 from sr_runtime.families.resshift.options import ResShiftOptions

@@ -23,7 +23,6 @@ from helpers import (
     needs_cuda_ep,
     needs_isa_mask,
     needs_openvino,
-    psnr,
     run_as_avx2_only,
 )
 from PIL import Image
@@ -47,6 +46,7 @@ from sr_export.families.rrdbnet.model import (
     write_random_rrdbnet,
 )
 from sr_export.families.rrdbnet.source import resolve_rrdbnet_source
+from sr_export.metrics import psnr
 from sr_export.onnx_export import export_graph
 from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.cpu_target import this_cpu

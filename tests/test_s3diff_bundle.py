@@ -9,13 +9,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from helpers import assert_graphs_match_modules, make_image, needs_cuda_ep, needs_openvino, psnr
+from helpers import assert_graphs_match_modules, make_image, needs_cuda_ep, needs_openvino
 
 from sr_export.cli import main
 from sr_export.families.s3diff import graphs as specs
 from sr_export.families.s3diff.components import load_components
 from sr_export.families.s3diff.reference import S3DiffReference
 from sr_export.families.s3diff.source import demo_checkpoints
+from sr_export.metrics import psnr
 from sr_export.onnx_export import export_graph
 from sr_runtime.families.s3diff.graphs import dims
 from sr_runtime.families.s3diff.options import S3DiffOptions

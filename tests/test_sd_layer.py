@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 from demo_outputs import CASES, demo_output
-from helpers import psnr
 from torch import nn
 
+from sr_export.metrics import psnr
 from sr_export.sd.loading import find_default_sd, load_sd, resolve_sd_folder
 from sr_export.sd.lora import lora_delta, lora_layers
 from sr_export.sd.models import SD21_BASE, SD_TURBO

@@ -25,8 +25,9 @@ from helpers import edit_manifest
 from onnx import TensorProto
 
 from sr_export.builders import backends
-from sr_export.builders.backends import BACKENDS, EngineSettings, select_backend
+from sr_export.builders.backends import BACKENDS, select_backend
 from sr_export.builders.bundle_builder import BuildOptions, build_bundle
+from sr_export.builders.engine_builder import EngineSettings
 from sr_export.builders.fp32_islands import TOP_LEVEL, LayerView, fp32_layers
 from sr_export.builders.layer_precisions import (
     check_precision,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sr_runtime.errors import SRError
-from sr_runtime.tiling import (
+from sr_runtime.families.invsr.tiling import (
     TileBlender,
     crop_output,
     gaussian_weights_1d,

@@ -7,56 +7,19 @@ from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import click
 
 from sr_runtime.errors import SRError
-from sr_runtime.manifest import CpuTargetInfo, TargetInfo
 from sr_runtime.precision import Precision
 
 from ..attention import Attention
 from ..cli_options import FiniteFloatRange
 from ..reporting import Report
-
-if TYPE_CHECKING:  # the CLI imports this module: no torch at import time
-    from ..graph_spec import GraphSpec
+from .engine_builder import EngineBuilder, EngineSettings
 
 AUTO = "auto"
-
-
-@dataclass
-class BuiltEngine:
-    files: list[Path]  # the engine file, then the files it loads at run time (external weights)
-    precision_summary: dict = field(default_factory=dict)  # TensorRT: layer precisions
-    rewrites: str = ""  # what the builder rewrote in the graph, if anything
-
-
-class EngineBuilder(ABC):
-    """Turns one exported ONNX graph into the bundle's engine file(s)."""
-
-    target: TargetInfo | None = None  # the GPU the engines are specific to, if any
-    cpu_target: CpuTargetInfo | None = None  # the CPU the graphs were optimised for, if they were
-
-    @abstractmethod
-    def build(self, onnx_file: Path, folder: Path, spec: GraphSpec, profile: dict) -> BuiltEngine:
-        """Writes the engine for ``spec`` into ``folder``; ``profile``: input -> [min, opt, max] shapes."""
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """What a bundle's engines are built with, beyond the graphs."""
-
-    precision: Precision
-    cache_dir: Path  # where builders keep what outlives one bundle (TensorRT's timing cache)
-    strongly_typed: bool = False  # TensorRT 10: the fp16 ONNX strongly typed (11 always is)
-    opt_level: int = 3  # TensorRT builder optimization level, 0-5
-    workspace_gib: float | None = None  # TensorRT tactics' scratch limit (None: TensorRT's default)
-    cpu_offline: bool = False  # ONNX Runtime CPU: save the graphs optimised for this CPU
-    winograd: bool = True  # ONNX Runtime CPU: wide 3x3 convolutions as Winograd F(4x4, 3x3)
-    fused_group_norm: bool = True  # ONNX Runtime CUDA: GroupNorm (+ SiLU) as its fused contrib op
 
 
 class EngineBackend(ABC):
@@ -114,9 +77,9 @@ class OnnxRuntimeBackend(EngineBackend):
         return None
 
     def builder(self, settings: EngineSettings, report: Report) -> EngineBuilder:
-        from .onnxruntime_builder import OnnxCopier
+        from .onnx_graph_builder import OnnxGraphBuilder
 
-        return OnnxCopier(for_cpu=self.device == "cpu", optimize_offline=settings.cpu_offline,
+        return OnnxGraphBuilder(for_cpu=self.device == "cpu", optimize_offline=settings.cpu_offline,
                           winograd=settings.winograd, fused_group_norm=settings.fused_group_norm)
 
     def version(self) -> str:
@@ -231,9 +194,9 @@ class OpenVinoCpu(EngineBackend):
         return Precision.FP32  # OpenVINO lowers the precision itself, keeping what needs fp32 in fp32
 
     def builder(self, settings: EngineSettings, report: Report) -> EngineBuilder:
-        from .onnxruntime_builder import OnnxCopier
+        from .onnx_graph_builder import OnnxGraphBuilder
 
-        return OnnxCopier(for_cpu=True, winograd=False)
+        return OnnxGraphBuilder(for_cpu=True, winograd=False)
 
     def version(self) -> str:
         import openvino

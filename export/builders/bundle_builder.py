@@ -12,12 +12,13 @@ from sr_runtime.manifest import FileRecord, GraphInfo, Manifest, TensorInfo
 from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION
 
-from ..bundle import atomic_folder, bundle_target_problem, check_bundle_target, write_manifest
+from ..atomic_folders import atomic_folder, bundle_target_problem, check_bundle_target, write_manifest
 from ..families.base import DEFAULT_TILE, FamilySource
 from ..graph_spec import GraphSpec
 from ..onnx_export import OPSET
 from ..reporting import Report
-from .backends import AUTO, BuiltEngine, EngineSettings, select_backend
+from .backends import AUTO, select_backend
+from .engine_builder import BuiltEngine, EngineSettings
 from .onnx_cache import export_with_fallback
 
 ENGINES_FOLDER = Path("engines")

@@ -12,7 +12,7 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
 
-from ..bundle import copy_file
+from ..atomic_folders import copy_file
 
 # Constants up to this size are read with the graph: shape inference needs the shape-like ones.
 SMALL_CONSTANT_BYTES = 4096

@@ -29,7 +29,7 @@ from sr_runtime.precision import Precision
 
 from ..graph_spec import GraphSpec
 from ..reporting import Report
-from .backends import BuiltEngine, EngineBuilder, EngineSettings
+from .engine_builder import BuiltEngine, EngineBuilder, EngineSettings
 from .fp32_islands import LayerView, fp32_layers
 from .layer_precisions import check_precision, precision_summary
 from .tensorrt_typing import TensorRTTyping, tensorrt_typing

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from sr_runtime.checks import is_int
 from sr_runtime.errors import SRError
 
 from .lora import Targets
@@ -32,7 +33,7 @@ class CheckpointReader:
 
     def rank(self, key: str) -> int:
         value = self.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value, 1):
             raise self.fail(f"{key!r} is {value!r}, not a positive LoRA rank")
         return value
 

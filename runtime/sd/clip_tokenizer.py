@@ -52,6 +52,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import BPE
 
 from ..bounded_parse import read_json, read_text
+from ..checks import is_int
 from ..errors import SRError
 
 VOCAB_FILE = "vocab.json"
@@ -117,11 +118,7 @@ class TokenizerSettings:
         if missing:
             raise SRError(f"tokenizer files {where} name no {', '.join(missing)}")
         max_length = settings.get("model_max_length")
-        if (
-            not isinstance(max_length, int)
-            or isinstance(max_length, bool)
-            or not 2 < max_length <= MAX_LENGTH_LIMIT
-        ):
+        if not is_int(max_length, 3, MAX_LENGTH_LIMIT):
             raise SRError(
                 f"tokenizer config {config}: model_max_length is {max_length!r}, not a whole number "
                 f"from 3 to {MAX_LENGTH_LIMIT} (CLIP's is 77)"
@@ -262,7 +259,7 @@ def _read_vocab(path: Path) -> dict[str, int]:
     if not vocab:
         raise SRError(f"tokenizer vocabulary {path} is empty")
     for token, index in vocab.items():
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 2**31:
+        if not is_int(index, 0, 2**31 - 1):
             raise SRError(f"tokenizer vocabulary {path}: {token!r:.40} has id {index!r:.40}, not a token id")
     if len(set(vocab.values())) != len(vocab):
         raise SRError(f"tokenizer vocabulary {path}: two tokens share an id")

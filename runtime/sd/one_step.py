@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from ..backends.base import LR_FEED, TileChain
+from ..checks import require_non_negative_int, require_positive_int
 from ..errors import SRError
 from . import latent_tiles
 from .posterior import posterior_sample
@@ -25,11 +26,6 @@ LATENT_TILE = 96
 LATENT_OVERLAP = 32
 VAE_ENCODER_TILE = 1024
 VAE_DECODER_TILE = 224
-
-
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise SRError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -51,10 +47,8 @@ class OneStepTiles:
 
     def check_tiles(self) -> None:
         for name in ("latent_tile", "vae_encoder_tile", "vae_decoder_tile"):
-            _positive(name.replace("_", " "), getattr(self, name))
-        if self.latent_overlap is not None and (isinstance(self.latent_overlap, bool)
-                                                or not isinstance(self.latent_overlap, int) or self.latent_overlap < 0):
-            raise SRError(f"latent overlap must be a non-negative integer, got {self.latent_overlap!r}")
+            require_positive_int(name.replace("_", " "), getattr(self, name), optional=True)
+        require_non_negative_int("latent overlap", self.latent_overlap, optional=True)
         if self.tiles.latent_overlap >= self.tiles.latent_tile:
             raise SRError(f"latent overlap {self.tiles.latent_overlap} must be below the latent tile "
                           f"{self.tiles.latent_tile} (the official tile grid would never end)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import is_int
 from ..errors import SRError
 
 MAX_SEED = 2**63 - 1
@@ -28,5 +29,5 @@ def posterior_sample(moments: np.ndarray, noise: np.ndarray, latent_scale: float
 
 def check_seed(seed: int | None) -> None:
     """A posterior seed is None (the mean) or an integer numpy's generators take."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+    if seed is not None and not is_int(seed, 0, MAX_SEED):
         raise SRError(f"seed {seed!r} must be an integer from 0 to {MAX_SEED}")

@@ -15,8 +15,8 @@ import numpy as np
 
 from sr_runtime.families.invsr.adaptive import plan_groups
 from sr_runtime.families.invsr.difficulty import default_thresholds
+from sr_runtime.families.invsr.tiling import pad_image, plan_tiles
 from sr_runtime.precision import Precision
-from sr_runtime.tiling import pad_image, plan_tiles
 
 from ...bench.measure import machine, time_calls
 from .options import CHECKPOINTS

@@ -21,6 +21,7 @@ from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from torch import nn
 
 from sr_runtime.bounded_parse import read_yaml
+from sr_runtime.checks import is_int
 from sr_runtime.errors import SRError
 
 from ...checkpoints import load_checkpoint_dict, strip_wrapper_prefixes
@@ -67,10 +68,6 @@ MIN_TIMESTEP_CHANNELS = 128
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 # Far above the official config (widths 512, 3 layers, 2 levels), low enough that a typo does not build millions
 # of modules before the checkpoint is compared with them.
 MAX_SIZE = 65_536
@@ -79,7 +76,7 @@ MAX_LEVELS = 16
 
 
 def _is_positive_int(value: Any, maximum: int = MAX_SIZE) -> bool:
-    return _is_int(value) and 0 < value <= maximum
+    return is_int(value, 1, maximum)
 
 
 def _is_layer_count(value: Any) -> bool:
@@ -118,7 +115,7 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "resnet_time_scale_shift": (_one_of("default", "scale_shift"), "'default' or 'scale_shift'"),
     "temb_channels": (_is_positive_int, f"an integer from 1 to {MAX_SIZE:,}"),
     "attention_head_dim": (_is_positive_int, f"an integer from 1 to {MAX_SIZE:,}"),
-    "freq_shift": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
+    "freq_shift": (lambda v: is_int(v) or isinstance(v, float), "a number"),
     "flip_sin_to_cos": (lambda v: isinstance(v, bool), "true or false"),
     # Without double_z the official returns raw features, not a posterior; the exported graphs need the latter.
     "double_z": (lambda v: v is True, "true (the exported graphs sample the [mean, logvar] posterior)"),

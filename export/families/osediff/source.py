@@ -8,6 +8,7 @@ import shutil
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
+from sr_runtime.checks import is_int
 from sr_runtime.errors import SRError
 from sr_runtime.families.osediff.family import TOKENIZER_FILES
 from sr_runtime.families.osediff.graphs import dims
@@ -33,7 +34,7 @@ RECORDS = ("sd21", "osediff", "ram", "dape", "ram_tag_list", "ram_thresholds")
 
 def check_tile(tile: int) -> None:
     """The tile is the LR size the engines are built for (Table 7's 128 -> 512: one image, no tiling)."""
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_LR_SIDE:
+    if not is_int(tile, MIN_LR_SIDE):
         raise SRError(f"tile {tile!r}: OSEDiff engines are built for LR images of at least {MIN_LR_SIDE} px (the "
                       f"official enlarges smaller ones to that); the default 128 is Table 7's 128 -> 512")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sr_runtime.bounded_parse import read_yaml
+from sr_runtime.checks import is_int
 from sr_runtime.errors import SRError
 from sr_runtime.families.resshift.graphs import SCALE
 
@@ -115,7 +116,7 @@ class _Section:
     def int(self, key: str, default: Any = _MISSING, minimum: int = 1, maximum: int = MAX_SIZE,
             why: str = "far above every released config") -> int:
         value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if not is_int(value, minimum):
             raise self._fail(key, f"an integer >= {minimum}", value)
         if value > maximum:
             raise self._fail(key, f"at most {maximum:,} ({why})", value)
@@ -139,10 +140,10 @@ class _Section:
         """A list of positive ints (at most ``MAX_LEVELS`` of them); an int stands for ``length`` copies (as the
         official classes take it)."""
         value = self._get(key, default)
-        if isinstance(value, int) and not isinstance(value, bool) and length is not None:
+        if is_int(value) and length is not None:
             value = [value] * length
         if not isinstance(value, list) or len(value) > MAX_LEVELS or not all(
-                isinstance(v, int) and not isinstance(v, bool) and 0 < v <= maximum for v in value):
+                is_int(v, 1, maximum) for v in value):
             raise self._fail(key, f"a list of at most {MAX_LEVELS} integers from 1 to {maximum:,}", value)
         if length is not None and len(value) != length:
             raise self._fail(key, f"{length} values (one per level)", value)

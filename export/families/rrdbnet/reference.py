@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sr_runtime.checks import check_rgb_image
 from sr_runtime.crop_tiling import BYTES_PER_SR_PIXEL
 from sr_runtime.families.rrdbnet.graphs import SCALE
 from sr_runtime.family import TileProgress
 from sr_runtime.resources import ImageCost
-from sr_runtime.tiling import check_rgb_image
 
 from .model import RRDBNet
 

@@ -100,7 +100,7 @@ def merge_bench(model_size, runs, report_dir, **checkpoints) -> None:
     from sr_runtime.families.s3diff.options import S3DiffOptions
     from sr_runtime.precision import Precision
 
-    from ...compare import psnr
+    from ...metrics import psnr
     from .bench import full_random_checkpoints
     from .graphs import UNET
     from .merge import MergedUNetStage, merged_graph_spec

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sr_runtime.checks import is_int
 from sr_runtime.errors import SRError
 from sr_runtime.families.s3diff.graphs import dims
 from sr_runtime.families.s3diff.section import PAD_MULTIPLE, SCALE
@@ -34,7 +35,7 @@ SMALLEST = TILE_MULTIPLE  # the smallest image the engine profiles take (LR px)
 
 
 def check_tile(tile: int) -> None:
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
+    if not is_int(tile, TILE_MULTIPLE) or tile % TILE_MULTIPLE:
         raise SRError(f"tile {tile!r}: S3Diff engines are built for LR images of a multiple of {TILE_MULTIPLE} px "
                       f"(their x{SCALE} size a multiple of {PAD_MULTIPLE}); the default 128 is Table 7's 128 -> 512")
 

@@ -18,10 +18,10 @@ import numpy as np
 
 from ...family import TileProgress
 from ...images import OutputFile, write_image
-from ...tiling import TileBlender, TilePlan
 from .difficulty import assign_groups, tile_difficulty
 from .noise import TileNoise
 from .section import Geometry
+from .tiling import TileBlender, TilePlan
 
 log = logging.getLogger(__name__)
 # Group colours of the steps map, fewest steps first (green, amber, red; more groups reuse the last).

@@ -14,17 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ...checks import check_rgb_image, is_int
 from ...color import INVSR_METHODS, apply_color_fix, color_fix_method
 from ...errors import SRError
 from ...family import TileProgress
 from ...images import OutputFile
 from ...resources import ImageCost
 from ...sd.posterior import check_seed
-from ...tiling import TileBlender, check_rgb_image, crop_output, iter_tile_batches, pad_image, plan_tiles
 from .adaptive import plan_groups, run_adaptive, write_steps_map
 from .difficulty import check_thresholds, default_thresholds
 from .noise import PosteriorNoise
 from .section import SCALE, Geometry, check_tile
+from .tiling import TileBlender, crop_output, iter_tile_batches, pad_image, plan_tiles
 
 AUTO = "auto"
 log = logging.getLogger(__name__)
@@ -48,8 +49,7 @@ class InvSROptions:
     def __post_init__(self):
         color_fix_method(self.color_fix, INVSR_METHODS)
         check_seed(self.seed)
-        if self.steps is not None and self.steps != AUTO and (isinstance(self.steps, bool)
-                                                              or not isinstance(self.steps, int) or self.steps < 1):
+        if self.steps is not None and self.steps != AUTO and not is_int(self.steps, 1):
             raise SRError(f"steps {self.steps!r} must be a positive number of steps or {AUTO!r}")
 
     def group(self, group_steps: list[int]) -> int | None:

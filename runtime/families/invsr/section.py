@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...checks import is_int
 from ...errors import SRError
 from ...manifest import PipelineInfo
 
@@ -43,7 +44,7 @@ class Geometry:
 
 def check_tile_size(tile: int) -> None:
     """What can be checked before the configs are known."""
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+    if not is_int(tile, 1):
         raise SRError(f"tile {tile!r} must be a positive integer (the official size is 128)")
     if tile > MAX_TILE:
         raise SRError(

@@ -15,11 +15,11 @@ from typing import Protocol
 
 import numpy as np
 
+from ...checks import check_rgb_image
 from ...family import TileProgress
 from ...sd.finish import finish
 from ...sd.one_step import SegmentedVAE, Tiling, run_staged
 from ...sd.posterior import posterior_noise
-from ...tiling import check_rgb_image
 from .options import OSEDiffOptions
 from .preprocess import tagger_input, upscale, upscaled_size, vae_input
 from .prompt import tag_string, validation_prompt

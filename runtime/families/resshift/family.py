@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ...backends.base import ChainPlan, TileChain
+from ...checks import check_rgb_image
 from ...errors import SRError
 from ...family import Family, TileProgress
 from ...manifest import Manifest
 from ...resources import ImageCost
-from ...tiling import check_rgb_image
 from .chain import feed_names, resshift_plan
 from .graphs import GRAPHS, SCALE
 from .image_loop import image_cost, plan_patches, upscale_image

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...backends.base import LR_FEED
+from ...checks import check_rgb_image, require_positive_int
+from ...crop_tiling import axis_starts
 from ...family import TileProgress
 from ...resources import ImageCost
-from ...tiling import axis_starts, check_rgb_image, require_positive_int
 from .chain import noise_feeds
 from .graphs import SCALE
 from .noise import PatchNoise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...checks import is_int, require_positive_int
 from ...errors import SRError
 from .noise import DEFAULT_SEED
 
@@ -15,11 +16,6 @@ OFFICIAL_STRIDES = {512: 448, 256: 224, 64: 48}
 
 def default_stride(chop_size: int) -> int:
     return OFFICIAL_STRIDES.get(chop_size, max(1, chop_size * 7 // 8))
-
-
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise SRError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -36,14 +32,14 @@ class ResShiftOptions:
     chop_stride: int | None = None  # None: the official stride for that size
 
     def __post_init__(self):
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+        if self.seed is not None and not is_int(self.seed, 0):
             raise SRError(f"seed {self.seed!r} must be a non-negative integer")
         if not isinstance(self.zero_noise, bool):
             raise SRError(f"zero_noise must be true or false, got {self.zero_noise!r}")
         if self.zero_noise and self.seed is not None:
             raise SRError("give a seed or zero noise, not both")
-        _positive("chop size", self.chop_size)
-        _positive("chop stride", self.chop_stride)
+        require_positive_int("chop size", self.chop_size, optional=True)
+        require_positive_int("chop stride", self.chop_stride, optional=True)
 
     @property
     def noise_seed(self) -> int | None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ...checks import is_int
 from ...errors import SRError
 from ...manifest import PipelineInfo
 from .graphs import SCALE
 
 
 def check_tile(tile: int) -> None:
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+    if not is_int(tile, 1):
         raise SRError(f"tile {tile!r} must be a positive integer (LR px: the default chop size, the largest patch)")
 
 

@@ -13,13 +13,13 @@ from typing import Protocol
 
 import numpy as np
 
+from ...checks import check_rgb_image
 from ...family import TileProgress
 from ...sd.finish import finish, to_bytes
 from ...sd.one_step import SegmentedVAE, run_staged
 from ...sd.one_step import Tiling as OneStepTiling
 from ...sd.posterior import posterior_noise
 from ...sd.vae_graphs import ENCODER
-from ...tiling import check_rgb_image
 from .options import S3DiffOptions
 from .preprocess import (
     SCALE,

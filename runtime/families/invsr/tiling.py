@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SRError
+from ...checks import require_positive_int
+from ...crop_tiling import axis_starts
+from ...errors import SRError
 
 
 @dataclass(frozen=True)
@@ -40,16 +42,6 @@ class TilePlan:
 
 # One round of the small-image loop: (top, bottom, left, right) reflect padding.
 PadRound = tuple[int, int, int, int]
-
-
-def check_rgb_image(image: np.ndarray) -> None:
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise SRError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-
-
-def require_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise SRError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _centred_pad(side: int, tile: int) -> tuple[int, int]:
@@ -72,13 +64,6 @@ def _small_image_rounds(height: int, width: int, tile: int) -> list[PadRound]:
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
-
-
-def axis_starts(length: int, tile: int, stride: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    clamped = [min(start, length - tile) for start in range(0, length, stride)]
-    return list(dict.fromkeys(clamped))  # de-duplicate, keeping the first occurrence's order
 
 
 def plan_tiles(height: int, width: int, tile: int = 128, scale: int = 4, multiple: int = 16) -> TilePlan:

@@ -45,11 +45,11 @@ Run (in the OFFICIAL venv; our side runs as a subprocess through the `sr-export`
 about 8 min per set on a 2-core CPU; the last run's numbers are in scripts/README.md):
 
     # 4-level UNet (the defaults point at /tmp/verify/{hub,sd-turbo,np})
-    /tmp/official-venv/bin/python scripts/verify_official.py all \
+    /tmp/official-venv/bin/python scripts/verify_invsr.py all \
         --official-repo /tmp/invsr-official --work /tmp/verify/run \
         --sr-export /work/main/.venv/bin/sr-export [--dump]
     # 2-level UNet: the same with the other weights and a separate work folder
-    /tmp/official-venv/bin/python scripts/verify_official.py all \
+    /tmp/official-venv/bin/python scripts/verify_invsr.py all \
         --official-repo /tmp/invsr-official --work /tmp/verify/run-unet2 \
         --hub /tmp/verify/hub-unet2 --sd-turbo /tmp/verify/sd-turbo-unet2 \
         --sr-export /work/main/.venv/bin/sr-export [--dump]
@@ -77,9 +77,10 @@ from verify_common import (
     case_name,
     check_same_weights,
     make_images,
-    psnr,
     selected_cases,
 )
+
+from sr_export.metrics import psnr
 
 
 def run_ours_cli(args) -> None:

@@ -11,17 +11,17 @@ from pathlib import Path
 
 from sr_runtime.cpu_target import this_cpu
 
-from ..bundle import copy_file
+from ..atomic_folders import copy_file
 from ..graph_spec import GraphSpec
-from .backends import BuiltEngine, EngineBuilder
 from .cpu_graph import write_cpu_graph
 from .cpu_offline import save_optimised_graph
 from .cuda_graph import write_cuda_graph
+from .engine_builder import BuiltEngine, EngineBuilder
 
 log = logging.getLogger(__name__)
 
 
-class OnnxCopier(EngineBuilder):
+class OnnxGraphBuilder(EngineBuilder):
     def __init__(self, for_cpu: bool, optimize_offline: bool = False, winograd: bool = True,
                  fused_group_norm: bool = True):
         self.for_cpu = for_cpu  # the engines run on the CPU: its graph rewrites apply, else CUDA's
