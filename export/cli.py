@@ -147,7 +147,7 @@ def upscale(inputs, output, bundle, backend, model, max_memory, no_verify, cuda_
 def _bundle_options(ctx: click.Context, bundle: Path, model: str | None) -> dict:
     """The bundle family's run options; another family's, or what this bundle cannot run, is refused before
     the first image."""
-    from sr_runtime.manifest import read_manifest
+    from sr_runtime.bundle_manifest import read_manifest
     from sr_runtime.pipeline import open_family
     from sr_runtime.version import TOOL_VERSION
 
@@ -244,7 +244,7 @@ def build(model, backend, precision, tile, batch, output, **options):
 @click.option("--verify", is_flag=True, help="Also recompute the sha256 of every engine file.")
 def inspect(bundle, verify):
     """Show what a bundle holds and whether this machine can run it."""
-    from sr_runtime.manifest import read_manifest
+    from sr_runtime.bundle_manifest import read_manifest
     from sr_runtime.pipeline import open_family
     from sr_runtime.version import TOOL_VERSION
 
@@ -289,7 +289,7 @@ COMPARE_GROUPS = family_groups("compare_options")
 @click.option("--cuda-graph", is_flag=True, help="Run the bundle's chain as a CUDA graph (GPU backends).")
 def compare(bundle, reference_bundle, tiles, cuda_graph, **options):
     """PSNR of a bundle's engines against ONNX Runtime fp32 on the same inputs, per engine call and end to end."""
-    from sr_runtime.manifest import read_manifest
+    from sr_runtime.bundle_manifest import read_manifest
     from sr_runtime.version import TOOL_VERSION
 
     from . import compare as comparison

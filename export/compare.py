@@ -132,7 +132,7 @@ def compare_bundles(
 def reference_bundle(bundle: Path, options: Options, report: Report = print) -> Path:
     """An onnxruntime-cpu fp32 bundle of ``bundle``'s model, built from the same checkpoints (the ONNX
     export is cached) into the cache, once per model, constants and tile."""
-    from sr_runtime.manifest import read_manifest
+    from sr_runtime.bundle_manifest import read_manifest
 
     from .builders.bundle_builder import BuildOptions, build_bundle
     from .cache import cache_root

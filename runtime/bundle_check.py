@@ -12,8 +12,9 @@ import hashlib
 from pathlib import Path
 
 from .bounded_parse import regular_file
+from .bundle_manifest import read_manifest
 from .errors import SRError
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest
 from .version import TOOL_VERSION
 
 CHUNK = 16 * 2**20

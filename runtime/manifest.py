@@ -7,7 +7,8 @@ carries the sha256 of its own text (``checksum``) beside those of the other file
 it (a sigma, an overlap), or any other byte, is refused like a changed engine.
 
 The common part is typed here; ``section`` is the model family's own record (its constants), typed by
-the runtime family that the pipeline's ``family`` names (``sr_runtime.families``).
+the record type the caller gives for the pipeline's ``family``: the contract knows no family
+(``bundle_manifest`` reads a bundle with the runtime's families).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,18 +159,19 @@ def manifest_text(data: dict) -> str:
     return _sealed(text, _text_checksum(text))
 
 
-def parse_manifest(data: dict) -> Manifest:
+# A family's name -> the record type of its manifest section (an SRError for a family the caller does not run).
+SectionTypes = Callable[[str], type]
+
+
+def parse_manifest(data: dict, section_types: SectionTypes) -> Manifest:
     """The typed manifest, its family's section included; a RecordError names a field of the wrong type. The
     checksum is ``read_manifest``'s to check."""
-    from .families import family_class  # the families import this module
-
     manifest = parse_record(Manifest, {k: v for k, v in data.items() if k != CHECKSUM}, "manifest")
-    manifest.section = parse_record(family_class(manifest.pipeline.family).section_type, manifest.section,
-                                    "manifest.section")
+    manifest.section = parse_record(section_types(manifest.pipeline.family), manifest.section, "manifest.section")
     return manifest
 
 
-def read_manifest(bundle: Path, tool_version: str) -> Manifest:
+def read_manifest(bundle: Path, tool_version: str, section_types: SectionTypes) -> Manifest:
     """Loads and checks a bundle's manifest; every refusal is one line that says what to do."""
     path = Path(bundle) / MANIFEST_NAME
     if not Path(bundle).is_dir():
@@ -190,7 +193,7 @@ def read_manifest(bundle: Path, tool_version: str) -> Manifest:
     if not isinstance(checksum, str) or len(checksum) != len(_UNSEALED) or _text_checksum(text) != checksum:
         raise SRError(f"{path} changed since the build (its checksum does not match its text); rebuild the bundle")
     try:
-        manifest = parse_manifest(data)
+        manifest = parse_manifest(data, section_types)
     except RecordError as err:
         raise SRError(f"{path} is malformed ({err}); rebuild the bundle") from err
     if problem := manifest.pipeline.problem() or manifest.section.problem(manifest.pipeline) or _tensor_problem(manifest):

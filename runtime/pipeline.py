@@ -17,10 +17,11 @@ import numpy as np
 from .backends import backend_for
 from .backends.base import EngineSession, RuntimeOptions, TileChain
 from .bundle_check import check_files
+from .bundle_manifest import read_manifest
 from .errors import SRError
 from .families import family_class
 from .family import Family, TileProgress
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest
 from .resources import ImageCost
 from .version import TOOL_VERSION
 

@@ -49,12 +49,13 @@ from sr_export.families.rrdbnet.source import resolve_rrdbnet_source
 from sr_export.metrics import psnr
 from sr_export.onnx_export import export_graph
 from sr_runtime.backends.base import RuntimeOptions
+from sr_runtime.bundle_manifest import read_manifest
 from sr_runtime.cpu_target import this_cpu
 from sr_runtime.crop_tiling import keep_ranges, plan_crop_tiles, upscale_tiled
 from sr_runtime.errors import SRError
 from sr_runtime.families.rrdbnet.graphs import dims
 from sr_runtime.images import read_image
-from sr_runtime.manifest import MANIFEST_NAME, read_manifest
+from sr_runtime.manifest import MANIFEST_NAME
 from sr_runtime.pipeline import Upscaler
 from sr_runtime.precision import Precision
 from sr_runtime.version import TOOL_VERSION

@@ -29,10 +29,11 @@ from sr_runtime.backends import backend_for
 from sr_runtime.backends.base import GpuInfo, RuntimeOptions, check_tensorrt_target
 from sr_runtime.backends.onnxruntime import BoundChain
 from sr_runtime.bundle_check import verify_bundle
+from sr_runtime.bundle_manifest import parse_manifest, read_manifest
 from sr_runtime.errors import SRError
 from sr_runtime.families.invsr.chain import invsr_plan
 from sr_runtime.families.invsr.image_loop import UpscaleSettings, upscale_array
-from sr_runtime.manifest import MANIFEST_NAME, FileRecord, Manifest, TargetInfo, parse_manifest, read_manifest
+from sr_runtime.manifest import MANIFEST_NAME, FileRecord, Manifest, TargetInfo
 from sr_runtime.pipeline import Upscaler
 from sr_runtime.sd.prompt_embeds import PROMPT_EMBEDS_NAME
 from sr_runtime.version import TOOL_VERSION

@@ -51,6 +51,7 @@ from sr_export.families.invsr.source import resolve_source
 from sr_export.onnx_export import export_graph
 from sr_runtime.backends import backend_for
 from sr_runtime.backends.base import GpuInfo, RuntimeOptions
+from sr_runtime.bundle_manifest import parse_manifest, read_manifest
 from sr_runtime.errors import SRError
 from sr_runtime.families.invsr.graphs import dims
 from sr_runtime.families.invsr.section import Geometry, InvSRSection, StepGroup
@@ -59,8 +60,6 @@ from sr_runtime.manifest import (
     Manifest,
     PipelineInfo,
     TargetInfo,
-    parse_manifest,
-    read_manifest,
 )
 from sr_runtime.pipeline import Upscaler
 from sr_runtime.precision import Precision
