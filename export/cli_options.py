@@ -66,3 +66,7 @@ VAE_ENCODER_TILE = click.Option(["--vae-encoder-tile"], type=TILE_PX, default=No
 VAE_DECODER_TILE = click.Option(["--vae-decoder-tile"], type=TILE_PX, default=None,
                                 help="Latent px per tile of the official tiled VAE decoder (default 224).")
 TILING = (LATENT_TILE, LATENT_OVERLAP, VAE_ENCODER_TILE, VAE_DECODER_TILE)
+# The click form of the per-image options several families have, in --help order around a family's own
+# (``ExportFamily.image_options``): which options a family has is its runtime options type's to say.
+PER_IMAGE_FIRST = (COLOR_FIX, SEED)
+PER_IMAGE_LAST = TILING

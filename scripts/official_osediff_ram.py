@@ -33,7 +33,7 @@ loralib, fairscale and timm unpinned; recognize-anything (where ``ram/`` comes f
 
 Last resolved: torch 2.13.0+cpu, transformers 4.28.1 (tokenizers 0.13.3 has a cp311 wheel, so the pin installs),
 timm 0.4.12, loralib 0.1.2, fairscale 0.4.13, torchvision 0.15.2+cu117, numpy 2.4.6, scipy 1.17.1, Pillow 13.0.0.
-torch 2.0.1 has no wheel in this machine's CPU index, hence 2.13. torchvision 0.15.2 is torch 2.0.1's release;
+The venv takes torch 2.13 (CPU) in place of the pinned 2.0.1. torchvision 0.15.2 is torch 2.0.1's release;
 installed without dependencies, its compiled ops do not load against torch 2.13 (a warning), but its transforms are
 plain torch and are what runs: its tensor ``Resize`` default (``antialias="warn"``) resizes without antialias. timm
 and fairscale are imported by ``ram/models`` (vit.py, tag2text.py) and never run on the tagging path.

@@ -5,7 +5,7 @@ verify_resshift.py; runs in the OFFICIAL venv, one repository per process: both 
 What is stubbed at import (nothing of it runs on the inference path):
 
 - ``timm.models.layers`` (the Swin module imports ``DropPath``, ``to_2tuple``, ``trunc_normal_``; timm needs
-  torchvision, which has no CPU build matching torch 2.13 here): identity drop path (drop_path is 0),
+  torchvision, which has no CPU build matching torch 2.13): identity drop path (drop_path is 0),
   the pair helper and torch's own truncated normal (init only, the weights are loaded after);
 - ``datapipe.datasets`` (training datasets, imported by both samplers; folder inputs only);
 - ``torchvision.utils.save_image`` (SinSR imports it at module level, never calls it for inference).

@@ -4,7 +4,7 @@ the CPU in fp32 for verify_s3diff.py. Runs in the OFFICIAL venv (diffusers 0.25.
 
 What is stubbed at import (nothing of it runs on the inference path):
 
-- ``torchvision`` (no CPU build matches torch 2.13 here): ``basicsr.archs.arch_util`` imports it for deformable
+- ``torchvision`` (no CPU build matches torch 2.13): ``basicsr.archs.arch_util`` imports it for deformable
   convolutions only; ``transforms.ToTensor`` / ``ToPILImage``, which the script and the colour fix use, are
   restated with torchvision's semantics (``pic.float().div(255)``; ``pic.mul(255).byte()``, which truncates);
 - ``basicsr.ops.dcn`` and ``basicsr.utils`` (deformable-convolution ops and a logger, imported by ``arch_util``;

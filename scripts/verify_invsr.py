@@ -16,7 +16,7 @@ Setup (commands that worked; CPU only, Python 3.11):
     # 1. the official code (public repo zsyOAOA/InvSR, commit 609788cd, 2026-02-08); from a bare mirror:
     mkdir -p /tmp/invsr-official && git --git-dir=MIRROR archive HEAD | tar -x -C /tmp/invsr-official
     #    (a mirror with missing blobs makes `git archive` fail; then write each blob of
-    #    `git ls-tree -r HEAD` with `git cat-file blob`: only assets/enhance-1.png was missing here)
+    #    `git ls-tree -r HEAD` with `git cat-file blob`: a mirror may lack assets/enhance-1.png, which the sampler does not read)
 
     # 2. a SEPARATE venv for it (the vendored diffusers 0.32.0.dev0 replaces upstream diffusers)
     python3 -m venv /tmp/official-venv && . /tmp/official-venv/bin/activate

@@ -104,6 +104,26 @@ def test_options_of_another_family_or_of_the_reference_are_refused(tmp_path, tin
     assert code == 1 and "--seed: InvSR" in output and "options; --model bsrgan takes" in output
 
 
+@pytest.mark.parametrize("name", ["invsr", "rrdbnet", "resshift", "s3diff", "osediff"])
+def test_each_per_image_option_is_the_runtimes_with_its_default(name):
+    """A family's upscale options are its runtime options' fields, one each, with the runtime's defaults (None
+    standing for the official value)."""
+    import dataclasses
+
+    import click
+
+    from sr_export.families import family_named
+    from sr_runtime.families import family_class
+
+    family = family_named(name)
+    fields = dataclasses.fields(family_class(name).options_type)
+    assert {o.name for o in family.run_options} == {f.name for f in fields}
+    unset = click.Command("upscale", params=list(family.run_options)).make_context("upscale", []).params
+    assert unset == {f.name: f.default for f in fields}
+    assert family.run_values({**{f.name: f"value of {f.name}" for f in fields}, "other": 1}) == {
+        f.name: f"value of {f.name}" for f in fields}
+
+
 def test_the_rrdbnet_reference_runs_the_network_on_the_whole_image(tmp_path):
     import torch
 

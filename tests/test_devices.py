@@ -2,7 +2,7 @@
 torch.compile rows on a GPU, ``upscale --backend torch --device cuda``). Checked here without a GPU on
 PyTorch's meta device: a tensor a forward makes on the CPU (an ``arange`` without ``device=``) meets
 meta tensors there and fails, as it meets CUDA tensors on a GPU. ResShift's shifted-window mask did
-that on the H200 while every CPU test passed."""
+that on a GPU while every CPU test passed."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ def row_note(runner: Runner, backend: BenchBackend, stages_timed: bool) -> str:
 
 def _measure(runner: Runner, backend: BenchBackend, precision: Precision, s: BenchSettings, report) -> BackendResult:
     sync = _sync(s.device)
-    # A shared host's speed drifts during a run (this 2-core VM: 124 to 178 GFLOP/s in one report), so
+    # A shared host's speed drifts during a run (a 2-core VM moved from 124 to 178 GFLOP/s within one report), so
     # each row records it, before the peak is reset so its buffers do not count.
     gemm = fp32_gemm_gflops() if s.device == "cpu" else None
     # Weights are loaded by now: the peak above this is what running the networks costs.

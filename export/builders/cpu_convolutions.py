@@ -8,7 +8,7 @@ into them at the CPU's fp32 GEMM rate (a rate only less arithmetic beats).
 - **Winograd F(4x4, 3x3)**: a 3x3 convolution as 6x6 input-tile transforms, 36 matrix products and 4x4
   output-tile transforms (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): 4x
   fewer products (36 per 4x4 output tile instead of 144). Its transforms cost memory traffic, which the products saved pay for only where channels
-  are wide; the rule below was measured with ONNX Runtime 1.32 on 2 threads of this workplace's AMD EPYC
+  are wide; the rule below was measured with ONNX Runtime 1.32 on 2 threads of a 2-core AMD EPYC VM
   (AVX-512), one convolution against the direct one: 2.3x at 320 channels on 64², 1.7x at 512 on 64² and
   128², 1.2-1.6x at 256 on 64²-256², but 0.8-0.9x at 128 on 256²-512² and 0.5x at 64. Its transforms round
   differently from a direct convolution: about 1e-5 of the output's scale, against 1e-7 for summation order.

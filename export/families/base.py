@@ -7,7 +7,8 @@ plug-in gives:
 - ``name`` (the runtime family, written to the manifest), ``title`` (for help and messages) and
   ``models`` (the ``--model`` values it answers to: one per checkpoint layout);
 - its command-line options per command, as click options (``build_options``, ``reference_options``
-  for ``upscale --backend torch``, ``run_options`` for every ``upscale``, ``compare_options``,
+  for ``upscale --backend torch``, ``run_options`` for every ``upscale`` (derived: one per field of the runtime
+  family's ``options_type``, in the click form of ``cli_options`` or the family's ``image_options``), ``compare_options``,
   ``bench_options``): the CLI adds them, lists them under the family's title and refuses them for
   other families;
 - ``source()``: the weights a build exports (real checkpoints or the seeded demo model), as a
@@ -20,6 +21,7 @@ Heavy libraries (torch, diffusers) are imported inside these methods: the CLI im
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from sr_runtime.graph_io import Dims
 from sr_runtime.manifest import CheckpointRecord, Manifest, PipelineInfo
 from sr_runtime.resources import ImageCost
 
+from .. import cli_options as shared
 from ..reporting import Report
 
 if TYPE_CHECKING:  # the CLI imports every plug-in: no torch at import time
@@ -110,10 +113,27 @@ class ExportFamily(ABC):
     models: ClassVar[tuple[str, ...]]
     build_options: ClassVar[tuple[click.Option, ...]] = ()
     reference_options: ClassVar[tuple[click.Option, ...]] = ()
-    run_options: ClassVar[tuple[click.Option, ...]] = ()
+    image_options: ClassVar[tuple[click.Option, ...]] = ()  # the click form of its own per-image options
     compare_options: ClassVar[tuple[click.Option, ...]] = ()
     bench_options: ClassVar[tuple[click.Option, ...]] = ()
     bench_commands: ClassVar[tuple[click.Command, ...]] = ()  # its own `sr-export bench` reports
+
+    @property
+    def run_options(self) -> tuple[click.Option, ...]:
+        """The click form of each per-image option the runtime family takes (its ``options_type``'s fields), so that
+        an option exists once, in the runtime, and the command line follows it."""
+        from sr_runtime.families import family_class
+
+        forms = (*shared.PER_IMAGE_FIRST, *self.image_options, *shared.PER_IMAGE_LAST)
+        by_name = {form.name: form for form in forms}
+        names = [f.name for f in dataclasses.fields(family_class(self.name).options_type)]
+        if missing := [name for name in names if name not in by_name]:
+            raise TypeError(f"{self.title}'s per-image options {missing} have no command-line form")
+        return tuple(sorted((by_name[name] for name in names), key=forms.index))
+
+    def run_values(self, options: Options) -> dict[str, Any]:
+        """The per-image options' values, as the runtime's ``options_type`` takes them."""
+        return {option.name: options[option.name] for option in self.run_options}
 
     def default_tile(self, backend: EngineBackend) -> int:
         """The LR tile a build takes when --tile is not given."""

@@ -33,7 +33,7 @@ class InvSRExport(ExportFamily):
     build_options = (BUILD_STEPS, TIMESTEPS, *CHECKPOINTS)
     reference_options = (TIMESTEPS, *CHECKPOINTS, shared.REFERENCE_TILE, shared.REFERENCE_BATCH, shared.DEVICE,
                          shared.DTYPE)
-    run_options = (shared.COLOR_FIX, shared.SEED, RUN_STEPS, ADAPTIVE_THRESHOLDS, STEPS_MAP)
+    image_options = (RUN_STEPS, ADAPTIVE_THRESHOLDS, STEPS_MAP)
     compare_options = (shared.path_option(
         "--noise-predictor-config",
         help="The config the bundle was built with, to build the reference (default: the YAML beside the .pth)."),)
@@ -63,8 +63,7 @@ class InvSRExport(ExportFamily):
         from .source import resolve_source
 
         def settings(**per_image) -> UpscaleSettings:
-            run = {name: options[name] for name in ("color_fix", "seed", "steps", "adaptive_thresholds", "steps_map")}
-            return UpscaleSettings(tile=options["tile"], batch=options["batch"], **{**run, **per_image})
+            return UpscaleSettings(tile=options["tile"], batch=options["batch"], **{**self.run_values(options), **per_image})
 
         settings()  # bad options fail before anything is loaded
         check_torch_device(options["device"])

@@ -13,14 +13,6 @@ from ..base import ExportFamily, ImageRunner, Options
 from .options import CHECKPOINTS, PROMPT
 
 
-def _run_options(options: Options):
-    from sr_runtime.families.osediff.options import OSEDiffOptions
-
-    return OSEDiffOptions(color_fix=options["color_fix"], prompt=options["prompt"], seed=options["seed"],
-                          latent_tile=options["latent_tile"], latent_overlap=options["latent_overlap"],
-                          vae_encoder_tile=options["vae_encoder_tile"], vae_decoder_tile=options["vae_decoder_tile"])
-
-
 def _paths(options: Options) -> tuple:
     return options["sd21"], options["checkpoint"], options["ram"], options["dape"], options["ram_data"]
 
@@ -31,7 +23,7 @@ class OSEDiffExport(ExportFamily):
     models = ("osediff",)
     build_options = CHECKPOINTS
     reference_options = (*CHECKPOINTS, shared.DEVICE)
-    run_options = (shared.COLOR_FIX, PROMPT, shared.SEED, *shared.TILING)
+    image_options = (PROMPT,)
     bench_options = CHECKPOINTS
 
     def check_build(self, model: str, options: Options, tile: int) -> None:
@@ -46,12 +38,13 @@ class OSEDiffExport(ExportFamily):
 
     def reference(self, model: str, options: Options, report: Report) -> ImageRunner:
         from sr_runtime.families.osediff.cost import image_cost
+        from sr_runtime.families.osediff.options import OSEDiffOptions
 
         from ...devices import check_torch_device
         from .reference import OSEDiffReference
         from .source import resolve_source
 
-        settings = _run_options(options)  # bad options fail before anything is loaded
+        settings = OSEDiffOptions(**self.run_values(options))  # bad options fail before anything is loaded
         check_torch_device(options["device"])
         source = resolve_source(*_paths(options), allow_demo=False, report=report)
         reference = OSEDiffReference(source.components, device=options["device"])

@@ -25,20 +25,13 @@ CHOP_STRIDE = click.Option(["--chop-stride"], type=shared.TILE_PX, default=None,
                            help="LR px between patches (default: 448 for 512, 224 for 256, 48 for 64, else 7/8 of the size).")
 
 
-def _options(options: Options):
-    from sr_runtime.families.resshift.options import ResShiftOptions
-
-    return ResShiftOptions(seed=options["seed"], zero_noise=options["zero_noise"], chop_size=options["chop_size"],
-                           chop_stride=options["chop_stride"])
-
-
 class ResShiftExport(ExportFamily):
     name = "resshift"
     title = "ResShift"
     models = tuple(MODELS)
     build_options = CHECKPOINTS
     reference_options = (*CHECKPOINTS, shared.DEVICE)
-    run_options = (shared.SEED, ZERO_NOISE, CHOP_SIZE, CHOP_STRIDE)
+    image_options = (ZERO_NOISE, CHOP_SIZE, CHOP_STRIDE)
 
     def check_build(self, model: str, options: Options, tile: int) -> None:
         from sr_runtime.families.resshift.section import check_tile
@@ -51,11 +44,13 @@ class ResShiftExport(ExportFamily):
         return resolve_source(model, options["checkpoint"], options["autoencoder"], options["config"], report=report)
 
     def reference(self, model: str, options: Options, report: Report) -> ImageRunner:
+        from sr_runtime.families.resshift.options import ResShiftOptions
+
         from ...devices import check_torch_device
         from .reference import ResShiftReference
         from .source import resolve_source
 
-        settings = _options(options)  # checked before anything loads
+        settings = ResShiftOptions(**self.run_values(options))  # checked before anything loads
         check_torch_device(options["device"])
         source = resolve_source(model, options["checkpoint"], options["autoencoder"], options["config"],
                                 allow_demo=False, report=report)

@@ -14,21 +14,12 @@ from .merge_bench import merge_bench
 from .options import CHECKPOINTS
 
 
-def _run_options(options: Options):
-    from sr_runtime.families.s3diff.options import S3DiffOptions
-
-    return S3DiffOptions(color_fix=options["color_fix"], seed=options["seed"], latent_tile=options["latent_tile"],
-                         latent_overlap=options["latent_overlap"], vae_encoder_tile=options["vae_encoder_tile"],
-                         vae_decoder_tile=options["vae_decoder_tile"])
-
-
 class S3DiffExport(ExportFamily):
     name = "s3diff"
     title = "S3Diff"
     models = ("s3diff",)
     build_options = CHECKPOINTS
     reference_options = (*CHECKPOINTS, shared.DEVICE)
-    run_options = (shared.COLOR_FIX, shared.SEED, *shared.TILING)
     bench_options = CHECKPOINTS
     bench_commands = (merge_bench,)
 
@@ -44,12 +35,13 @@ class S3DiffExport(ExportFamily):
 
     def reference(self, model: str, options: Options, report: Report) -> ImageRunner:
         from sr_runtime.families.s3diff.cost import image_cost
+        from sr_runtime.families.s3diff.options import S3DiffOptions
 
         from ...devices import check_torch_device
         from .reference import S3DiffReference
         from .source import resolve_source
 
-        settings = _run_options(options)  # bad options fail before anything is loaded
+        settings = S3DiffOptions(**self.run_values(options))  # bad options fail before anything is loaded
         check_torch_device(options["device"])
         source = resolve_source(options["sd_turbo"], options["checkpoint"], options["de_net"], allow_demo=False,
                                 report=report)
