@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_runtime.backends.base import ChainPlan, RuntimeOptions
+from sr_runtime.backends.base import LR_FEED, ChainPlan, RuntimeOptions
 from sr_runtime.errors import SRError
 from sr_runtime.manifest import MANIFEST_NAME, Manifest
 from sr_runtime.precision import Precision
@@ -72,9 +72,10 @@ def _hashes(manifest: Manifest) -> dict:
     return {name: record.sha256 for name, record in manifest.checkpoints.items()}
 
 
-def feeds_for(plan: ChainPlan, sessions, names: tuple[str, ...], seed: int) -> dict[str, np.ndarray]:
-    """Host inputs of one tile batch: LR tiles in [0, 1] from ``seed``, other feeds (the noises) zero,
-    which is the runtime's default (posterior means)."""
+def feeds_for(plan: ChainPlan, sessions, names: tuple[str, ...], seed: int, main: str = LR_FEED
+              ) -> dict[str, np.ndarray]:
+    """Host inputs of one tile batch: the ``main`` feed (the LR tiles) in [0, 1] from ``seed``, other feeds (the
+    noises) zero, which is the runtime's default (posterior means)."""
     shapes = {}
     for call in plan.calls:
         tensors = {t.name: t for t in sessions[call.graph].info.inputs}
@@ -82,7 +83,7 @@ def feeds_for(plan: ChainPlan, sessions, names: tuple[str, ...], seed: int) -> d
             shapes.setdefault(buffer, plan.shape(tensors[tensor]))
     rng = np.random.default_rng(seed)
     return {
-        name: rng.random(shapes[name], dtype=np.float32) if name == "lr" else np.zeros(shapes[name], np.float32)
+        name: rng.random(shapes[name], dtype=np.float32) if name == main else np.zeros(shapes[name], np.float32)
         for name in names
     }
 
@@ -120,8 +121,8 @@ def compare_bundles(
     if not 1 <= batch <= test.manifest.pipeline.batch:
         raise SRError(f"--tiles must be 1-{test.manifest.pipeline.batch} (the bundle's batch), got {batch}")
     family = ref.family
-    plan = family.plan(0, batch, *family.tile_shape)
-    feeds = feeds_for(plan, ref.sessions, family.feeds, seed)
+    plan = family.plan(family.default_chain, batch, *family.tile_shape)
+    feeds = feeds_for(plan, ref.sessions, family.feeds, seed, family.default_chain.main_feed)
     calls = compare_calls(plan, test.sessions, ref.sessions, feeds)
     arrays = [feeds[name] for name in family.feeds]
     got = np.clip(test.run_tiles(*arrays), 0, 1)

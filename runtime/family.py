@@ -6,11 +6,13 @@ in its own folder under ``sr_runtime.families`` and subclasses ``Family``:
 
 - ``name`` (the manifest's ``pipeline.family``), ``title``, ``scale``, ``section_type`` (its typed manifest section: the
   constants the export side recorded), ``options_type`` (its per-image options: the keywords of
-  ``Upscaler.upscale``), ``graphs`` (each graph's ``GraphIO``) and ``feeds`` (host buffers per tile
-  batch, ``"lr"`` first, in the order ``Upscaler.run_tiles`` takes them);
+  ``Upscaler.upscale``), ``graphs`` (each graph's ``GraphIO``), ``default_chain`` (the ``ChainId`` that
+  ``Upscaler.run_tiles`` runs unless told another; ``TILES`` for a family with one chain) and ``feeds`` (its host
+  buffers per tile batch, its main feed first, in the order ``Upscaler.run_tiles`` takes them);
 - ``__init__``: load the bundle's extra files (the graphs' I/O is checked here);
-- ``plan(variant, batch, height, width)``: the engine calls of one tile batch (``variant``: one of the
-  family's chains over the same engines, InvSR's step groups; 0 for the others);
+- ``plan(chain, batch, height, width)``: the engine calls of one tile batch of ``chain``, one of the family's chains
+  over the same engines (by ``chain.name``: InvSR's step groups, S3Diff's and OSEDiff's stages and VAE segments;
+  ``TILES`` for the others); a chain it does not have is refused in one line (``no_chain``);
 - ``upscale(image, chain, options, on_tiles_done)``: the image-level loop (padding, tiles, stitching);
 - ``cost(height, width, options)``: its memory and tiles for an image, before it starts;
 - ``describe()``: its lines of ``sr-export inspect``;
@@ -28,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .backends.base import REBUILD_HINT, ChainPlan, TileChain
+from .backends.base import REBUILD_HINT, TILES, ChainId, ChainPlan, TileChain
 from .errors import SRError
 from .graph_io import GraphIO
 from .manifest import Manifest
@@ -50,7 +52,8 @@ class Family(ABC):
     section_type: ClassVar[type]
     options_type: ClassVar[type] = NoOptions
     graphs: ClassVar[tuple[GraphIO, ...]]
-    feeds: ClassVar[tuple[str, ...]]
+    default_chain: ClassVar[ChainId] = TILES
+    feeds: ClassVar[tuple[str, ...]]  # the default chain's, its main feed first
     files: ClassVar[tuple[str, ...]] = ()  # other bundle files it reads: each must be in the manifest (hashed)
 
     def __init__(self, bundle: Path, manifest: Manifest):
@@ -85,8 +88,8 @@ class Family(ABC):
         return tile, tile
 
     @abstractmethod
-    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
-        """The engine calls of one batch of ``batch`` tiles of ``height`` x ``width`` LR px."""
+    def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
+        """The engine calls of one batch of ``batch`` tiles of ``chain``, its main feed ``height`` x ``width`` px."""
 
     @abstractmethod
     def upscale(self, image: np.ndarray, chain: TileChain, options: Any, on_tiles_done: TileProgress | None) -> np.ndarray:
@@ -99,6 +102,11 @@ class Family(ABC):
     @abstractmethod
     def describe(self) -> list[str]:
         """``sr-export inspect`` lines: the family's constants, as ``"label  value"``."""
+
+
+def no_chain(title: str, chain: ChainId, chains: str) -> SRError:
+    """The refusal of a chain a family does not have; ``chains``: those it has, in words."""
+    return SRError(f"the {title} bundle has no chain {chain} (main feed {chain.main_feed!r}); it has {chains}")
 
 
 def check_graph_io(manifest: Manifest, graphs: tuple[GraphIO, ...]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backends import backend_for
-from .backends.base import EngineSession, RuntimeOptions, TileChain
+from .backends.base import ChainId, EngineSession, RuntimeOptions, TileChain
 from .bundle_check import check_files
 from .bundle_manifest import read_manifest
 from .errors import SRError
@@ -68,14 +68,16 @@ class Upscaler:
     def family(self) -> Family:
         return self._family
 
-    def run_tiles(self, *arrays: np.ndarray, variant: int = 0) -> np.ndarray:
+    def run_tiles(self, *arrays: np.ndarray, chain: ChainId | None = None) -> np.ndarray:
         """One tile batch through the chain: the family's feeds in order (LR tiles (n,3,h,w) in [0,1]
         first; InvSR: then the predictor and VAE noises) -> SR tiles float32, unclamped; n <= the batch.
-        ``variant``: which of the family's chains (InvSR: the step group)."""
+        ``chain``: which of the family's chains over these feeds (InvSR: a step group, ``steps_chain(group)``);
+        None: the family's ``default_chain``."""
         feeds = self._family.feeds
         if len(arrays) != len(feeds):
             raise SRError(f"a {self._family.name} bundle takes {', '.join(feeds)} per tile batch, got {len(arrays)} arrays")
-        return np.asarray(self._chain(dict(zip(feeds, arrays, strict=True)), variant), dtype=np.float32)
+        chain = self._family.default_chain if chain is None else chain
+        return np.asarray(self._chain(dict(zip(feeds, arrays, strict=True)), chain), dtype=np.float32)
 
     def cost(self, height: int, width: int, **options: Any) -> ImageCost:
         """Memory and tiles an image of ``height`` x ``width`` will take, with the same ``options``."""

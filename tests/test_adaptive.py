@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import make_image
-from standin_bundle import write_bundle
+from standin_bundle import random_tiles, write_bundle
 
 from sr_export.cli import main
 from sr_export.families.invsr.synthetic import mixed_image, region
 from sr_export.metrics import psnr
+from sr_runtime.backends.base import TILES, ChainId
 from sr_runtime.errors import SRError
+from sr_runtime.families.invsr.chain import steps_chain
 from sr_runtime.families.invsr.difficulty import (
     DEFAULT_THRESHOLDS,
     assign_groups,
@@ -43,7 +45,7 @@ def test_thresholds_are_checked():
 def _recording(upscaler: Upscaler, record: dict):
     """``run_tiles`` through the bundle that keeps each tile's output, by its LR pixels, with its group."""
     def run_tiles(lr, predictor_noise, vae_noise, group):
-        out = upscaler.run_tiles(lr, predictor_noise, vae_noise, variant=group)
+        out = upscaler.run_tiles(lr, predictor_noise, vae_noise, chain=steps_chain(group))
         for tile, sr in zip(lr, out, strict=True):
             record[tile.tobytes()] = (group, sr)
         return out
@@ -66,6 +68,21 @@ def test_each_tile_equals_the_uniform_run_of_its_group(tmp_path):
         for key, (chosen, sr) in adaptive.items():
             if chosen == group:
                 np.testing.assert_allclose(sr, uniform[key][1], rtol=0, atol=1e-6)
+
+
+def test_a_chain_the_bundle_lacks_is_refused_in_one_line(tmp_path):
+    upscaler = Upscaler.from_bundle(write_bundle(tmp_path / "b", steps=[1, 2, 3], batch=3))
+    tiles = random_tiles(2)
+    default = upscaler.run_tiles(*tiles)  # the first step group's chain
+    np.testing.assert_array_equal(upscaler.run_tiles(*tiles, chain=steps_chain(0)), default)
+    assert np.abs(upscaler.run_tiles(*tiles, chain=steps_chain(2)) - default).max() > 1e-4
+    for chain in (steps_chain(3), TILES, ChainId("steps", 1, main_feed="x")):
+        with pytest.raises(SRError, match=r"^the InvSR bundle has no chain .*: steps, index 0 to 2$"):
+            upscaler.family.plan(chain, 2, 16, 16)
+    with pytest.raises(SRError, match=r"no chain steps\[3\]"):
+        upscaler.run_tiles(*tiles, chain=steps_chain(3))
+    with pytest.raises(SRError, match="chain steps\\[1\\] is fed 'x' per tile batch, got lr, predictor_noise"):
+        upscaler.run_tiles(*tiles, chain=ChainId("steps", 1, main_feed="x"))
 
 
 def test_auto_is_the_default_of_a_multi_group_bundle_and_logs_the_steps_run(tmp_path, caplog):

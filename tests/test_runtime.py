@@ -31,7 +31,7 @@ from sr_runtime.backends.onnxruntime import BoundChain
 from sr_runtime.bundle_check import verify_bundle
 from sr_runtime.bundle_manifest import parse_manifest, read_manifest
 from sr_runtime.errors import SRError
-from sr_runtime.families.invsr.chain import invsr_plan
+from sr_runtime.families.invsr.chain import invsr_plan, steps_chain
 from sr_runtime.families.invsr.image_loop import UpscaleSettings, upscale_array
 from sr_runtime.manifest import MANIFEST_NAME, FileRecord, Manifest, TargetInfo
 from sr_runtime.pipeline import Upscaler
@@ -96,18 +96,20 @@ def test_io_binding_chain_on_cpu_matches_numpy(tmp_path, precision, fixed_batch)
     manifest = read_manifest(bundle, TOOL_VERSION)
     sessions = backend_for("onnxruntime-cpu").open(bundle, manifest)
     group = manifest.section.groups[0]
-    chain = BoundChain(sessions, lambda v, n, h, w: invsr_plan(manifest.section, group, TILE, EMBEDS, n), 3, "cpu",
+    chain = BoundChain(sessions, lambda c, n, h, w: invsr_plan(manifest.section, group, TILE, EMBEDS, n), 3, "cpu",
                        fixed_batch=fixed_batch)
     reference = numpy_run_tiles(*schedule(3), precision)
     results = []
     for n, seed in [(3, 1), (2, 2), (3, 3)]:
         tiles = random_tiles(n, seed)
-        results.append(chain({"lr": tiles[0], "predictor_noise": tiles[1], "vae_noise": tiles[2]}))
+        results.append(chain({"lr": tiles[0], "predictor_noise": tiles[1], "vae_noise": tiles[2]}, steps_chain(0)))
         np.testing.assert_allclose(results[-1].astype(np.float32), reference(*tiles), atol=TOLERANCE[precision])
     # Results are the caller's: later batches must not overwrite them through a shared device buffer.
     np.testing.assert_allclose(results[0].astype(np.float32), reference(*random_tiles(3, 1)), atol=TOLERANCE[precision])
     # A captured CUDA graph replays fixed addresses: a fixed-batch chain must pad, never bind a second size.
-    assert chain.plan_keys == (((0, 3, TILE, TILE),) if fixed_batch else ((0, 3, TILE, TILE), (0, 2, TILE, TILE)))
+    first = steps_chain(0)
+    assert chain.plan_keys == (((first, 3, TILE, TILE),) if fixed_batch
+                               else ((first, 3, TILE, TILE), (first, 2, TILE, TILE)))
 
 
 def test_upscale_rejects_a_non_rgb_array(tmp_path):

@@ -4,6 +4,7 @@ estimate (against tracemalloc), with numpy stand-ins for the engines."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,14 +12,18 @@ import torch
 import torch.nn.functional as F
 from test_resources import _peak
 
+from sr_runtime.backends.base import ChainId, plan_key
 from sr_runtime.errors import SRError
+from sr_runtime.families.s3diff.chain import DEGRADE, WHOLE, s3diff_plan
 from sr_runtime.families.s3diff.cost import image_cost
 from sr_runtime.families.s3diff.image_loop import Tiling, upscale_image
 from sr_runtime.families.s3diff.options import S3DiffOptions
 from sr_runtime.families.s3diff.preprocess import bilinear_upscale, vae_input
 from sr_runtime.families.s3diff.section import S3DiffSection
 from sr_runtime.sd import latent_tiles
+from sr_runtime.sd.one_step import DECODE, DENOISE, ENCODE
 from sr_runtime.sd.tiled_vae import split_tiles
+from sr_runtime.sd.vae_graphs import DECODER, ENCODER, segment_chain, segment_name
 from sr_runtime.sd.vae_segment import Resize, VAESegment
 
 
@@ -157,3 +162,32 @@ def test_the_estimate_covers_the_loops_peak_and_not_much_more(height, width, til
 def test_images_too_small_for_the_official_padding_are_refused():
     with pytest.raises(SRError, match="at least 9 px"):
         upscale_image(np.zeros((8, 40, 3), np.float32), NumpyStages(), SECTION, S3DiffOptions(), batch=1)
+
+
+def test_each_chain_is_fed_under_the_names_of_what_it_takes():
+    """A chain's host feeds are its graphs' inputs, its main feed (which sizes the plan) first; the graphs' own
+    tensor names are bound unchanged."""
+    embeds = np.zeros((2, 77, 32), np.float32)
+    for chain, feeds in [(WHOLE, ("lr", "image", "noise")), (DEGRADE, ("lr",)), (ENCODE, ("image", "deg_score", "noise")),
+                         (DENOISE, ("latent", "deg_score")), (DECODE, ("latent", "eps"))]:
+        plan = s3diff_plan(SECTION, embeds, chain, 2, 16, 16)
+        assert plan.feeds == feeds and chain.main_feed == feeds[0], chain
+        assert all(tensor == buffer for call in plan.calls for tensor, buffer in call.inputs.items()), chain
+    for kind, segments in ((ENCODER, SECTION.encoder_segments), (DECODER, SECTION.decoder_segments)):
+        for index in range(len(segments)):
+            chain = segment_chain(kind, index)
+            (call,) = s3diff_plan(SECTION, embeds, chain, 2, 16, 16).calls
+            assert call.graph == segment_name(kind, index) and chain.main_feed == "x"
+            assert all(tensor == buffer for tensor, buffer in call.inputs.items())
+    has = ("it has whole, degrade, encode, denoise, decode, vae_encoder_segment (index 0 to 7), vae_decoder_segment "
+           "(index 0 to 7)")
+    for chain in (segment_chain(ENCODER, 8), ChainId("denoise"), ChainId("vae_encoder_segment", 0), ChainId("tiles")):
+        with pytest.raises(SRError, match=rf"^the S3Diff bundle has no chain {chain.name}.*; {re.escape(has)}$"):
+            s3diff_plan(SECTION, embeds, chain, 2, 16, 16)
+    latents = {"latent": np.zeros((3, 4, 5, 6), np.float32), "deg_score": np.zeros((3, 2), np.float32)}
+    assert plan_key(latents, DENOISE) == (DENOISE, 3, 5, 6)
+    assert plan_key(latents, DENOISE, batch=4) == (DENOISE, 4, 5, 6)  # padded to a fixed batch
+    tokens = ChainId("embed", main_feed="input_ids")
+    assert plan_key({"input_ids": np.zeros((1, 77), np.float32)}, tokens) == (tokens, 1, 0, 77)
+    with pytest.raises(SRError, match="chain denoise is fed 'latent' per tile batch, got lr"):
+        plan_key({"lr": latents["latent"]}, DENOISE)

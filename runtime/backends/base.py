@@ -2,7 +2,9 @@
 
 The pipeline describes one tile batch as a ``ChainPlan``: engine calls in order over named
 buffers (what is computed). A backend opens one ``EngineSession`` per graph and turns a plan into a
-``TileChain`` (how buffers live: host arrays, or device buffers bound once).
+``TileChain`` (how buffers live: host arrays, or device buffers bound once). A family can have several
+chains over the same engines (a step group, a stage, a VAE segment), each named by a ``ChainId``; a tile batch's
+plan is made, and bound, per ``PlanKey``: its chain and the shape of the chain's main feed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 import numpy as np
 
@@ -78,25 +80,60 @@ def buffer_specs(sessions: Mapping[str, EngineSession], plan: ChainPlan) -> dict
     return specs
 
 
+LR_FEED = "lr"  # the host feed of LR tiles (n, 3, h, w) in [0, 1]: the main feed of a chain unless it names another
+
+
+@dataclass(frozen=True)
+class ChainId:
+    """Which of a family's chains over the same engines a tile batch runs, and the host feed that sizes the batch.
+
+    ``name`` says what the chain runs ("tiles": the one chain of RRDBNet and ResShift; "steps": an InvSR step group;
+    "whole", "degrade", "encode", "denoise", "decode", ...: a stage of a one-step family; "vae_encoder_segment",
+    "vae_decoder_segment": a segment of the tiled VAE), ``index`` which one of several alike (the step group, the
+    segment), ``main_feed`` the host feed whose shape, (n, c, h, w) or token ids (n, tokens), gives the plan's batch,
+    height and width."""
+
+    name: str
+    index: int = 0
+    main_feed: str = LR_FEED
+
+    def __str__(self) -> str:
+        """The name, and the index where it is not 0 (for messages)."""
+        return f"{self.name}[{self.index}]" if self.index else self.name
+
+
+TILES = ChainId("tiles")  # the chain of a family that has one: its LR tiles in, its SR tiles out
+
+
 class TileChain(Protocol):
     """Runs one tile batch: host feeds (buffer name -> array with the tiles on axis 0) -> the result
-    buffer. ``variant`` picks one of the family's chains over the same engines (InvSR: a step group)."""
+    buffer. ``chain`` picks one of the family's chains over the same engines (InvSR: a step group; S3Diff and
+    OSEDiff: a stage, a VAE segment)."""
 
-    def __call__(self, feeds: Mapping[str, np.ndarray], variant: int = 0) -> np.ndarray: ...
-
-
-# (variant, tiles, height, width) of a tile batch -> the plan for that batch.
-PlanFactory = Callable[[int, int, int, int], ChainPlan]
-PlanKey = tuple[int, int, int, int]
-LR_FEED = "lr"  # every family feeds its LR tiles (n, 3, h, w) under this name
+    def __call__(self, feeds: Mapping[str, np.ndarray], chain: ChainId = TILES) -> np.ndarray: ...
 
 
-def plan_key(feeds: Mapping[str, np.ndarray], variant: int, batch: int | None = None) -> PlanKey:
-    """What a tile batch's plan is made for: (variant, tiles (or ``batch``, padded to), height, width); a main input
-    of token ids (n, tokens) has a width only."""
-    shape = feeds[LR_FEED].shape
+class PlanKey(NamedTuple):
+    """What a tile batch's plan is made for; the backends keep one bound plan per key."""
+
+    chain: ChainId
+    batch: int  # tiles (or the batch they are padded to)
+    height: int
+    width: int  # of the main feed; token ids (n, tokens) have a width only (height 0)
+
+
+# (chain, tiles, height, width) of a tile batch -> the plan for that batch.
+PlanFactory = Callable[[ChainId, int, int, int], ChainPlan]
+
+
+def plan_key(feeds: Mapping[str, np.ndarray], chain: ChainId, batch: int | None = None) -> PlanKey:
+    """What a tile batch's plan is made for: ``chain``, and the shape of its main feed: its tiles (or ``batch``,
+    padded to), height and width; a main feed of token ids (n, tokens) has a width only."""
+    if chain.main_feed not in feeds:
+        raise SRError(f"chain {chain} is fed {chain.main_feed!r} per tile batch, got {', '.join(feeds) or 'nothing'}")
+    shape = feeds[chain.main_feed].shape
     height, width = shape[-2:] if len(shape) == 4 else (0, shape[-1])
-    return variant, batch or shape[0], height, width
+    return PlanKey(chain, batch or shape[0], height, width)
 
 
 def first_line(err: Exception) -> str:
@@ -155,8 +192,8 @@ class HostChain:
         self._sessions = sessions
         self._plans = plans
 
-    def __call__(self, feeds: Mapping[str, np.ndarray], variant: int = 0) -> np.ndarray:
-        plan = self._plans(*plan_key(feeds, variant))
+    def __call__(self, feeds: Mapping[str, np.ndarray], chain: ChainId = TILES) -> np.ndarray:
+        plan = self._plans(*plan_key(feeds, chain))
         buffers = {**plan.constants, **feeds}
         for call in plan.calls:
             outputs = self._sessions[call.graph].run({name: buffers[b] for name, b in call.inputs.items()})

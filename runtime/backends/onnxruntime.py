@@ -12,9 +12,10 @@ from ..cpu_target import this_cpu
 from ..errors import SRError
 from ..manifest import GraphInfo, Manifest
 from .base import (
-    LR_FEED,
     REBUILD_HINT,
+    TILES,
     Backend,
+    ChainId,
     ChainPlan,
     CpuBackend,
     EngineSession,
@@ -227,18 +228,18 @@ class BoundChain:
         self._max_batch = max_batch
         self._device = (device, device_id)
         self._fixed_batch = fixed_batch
-        # By plan key: variants, full batches, the last partial one, and images smaller than a tile.
+        # By plan key: each chain's full batches, its last partial one, and images smaller than a tile.
         self._bound: dict[PlanKey, _BoundPlan] = {}
         self._graph_ids: dict[str, int] = {}
 
     @property
     def plan_keys(self) -> tuple[PlanKey, ...]:
-        """The (variant, batch, height, width) that have device buffers (with CUDA graphs, captured graphs)."""
+        """The (chain, batch, height, width) that have device buffers (with CUDA graphs, captured graphs)."""
         return tuple(self._bound)
 
-    def __call__(self, feeds: Mapping[str, np.ndarray], variant: int = 0) -> np.ndarray:
-        key = plan_key(feeds, variant, self._max_batch if self._fixed_batch else None)
-        n, batch = len(feeds[LR_FEED]), key[1]
+    def __call__(self, feeds: Mapping[str, np.ndarray], chain: ChainId = TILES) -> np.ndarray:
+        key = plan_key(feeds, chain, self._max_batch if self._fixed_batch else None)
+        n, batch = len(feeds[chain.main_feed]), key.batch
         if n > batch:
             raise SRError(f"{n} tiles in one call, the captured engines take {batch}")
         if key not in self._bound:

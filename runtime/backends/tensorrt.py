@@ -1,6 +1,6 @@
 """TensorRT backend: deserialized plans chained on one CUDA stream, optionally as one CUDA graph.
 
-Per plan key (variant, batch, height, width) the chain binds everything once: one device buffer per named
+Per plan key (chain, batch, height, width) the chain binds everything once: one device buffer per named
 buffer of the plan (addresses fixed with set_tensor_address), one execution context per engine call
 (the UNet step is called N times over alternating latent buffers, so each call keeps its own
 bindings), and one scratch allocation shared by every context (USER_MANAGED contexts; the engines run
@@ -26,7 +26,9 @@ from ..manifest import GraphInfo, Manifest
 from . import cuda_device as cuda
 from .base import (
     REBUILD_HINT,
+    TILES,
     Backend,
+    ChainId,
     ChainPlan,
     EngineSession,
     PlanFactory,
@@ -134,7 +136,7 @@ class TensorRTBackend(Backend):
 
 
 class TrtChain:
-    """The TileChain: one bound plan per plan key (a variant, a full batch, the last partial one, an image
+    """The TileChain: one bound plan per plan key (each chain's full batch, its last partial one, an image
     smaller than a tile), all on one stream and one shared scratch allocation."""
 
     def __init__(self, sessions: Mapping[str, TrtSession], plans: PlanFactory, cuda_graph: bool):
@@ -150,8 +152,8 @@ class TrtChain:
         """Whether every bound plan replays a CUDA graph."""
         return bool(self._bound) and all(b.graph is not None for b in self._bound.values())
 
-    def __call__(self, feeds: Mapping[str, np.ndarray], variant: int = 0) -> np.ndarray:
-        key = plan_key(feeds, variant)
+    def __call__(self, feeds: Mapping[str, np.ndarray], chain: ChainId = TILES) -> np.ndarray:
+        key = plan_key(feeds, chain)
         if key not in self._bound:
             plan = self._plans(*key)
             self._bound[key] = BoundPlan(self._sessions, plan, self._stream, self._scratch, self._cuda_graph)

@@ -11,13 +11,13 @@ from typing import Protocol
 
 import numpy as np
 
-from ..backends.base import LR_FEED, TileChain
+from ..backends.base import ChainId, TileChain
 from ..checks import require_non_negative_int, require_positive_int
 from ..errors import SRError
 from . import latent_tiles
 from .posterior import posterior_sample
 from .tiled_vae import DECODER_PAD, ENCODER_PAD, run_tiled, split_tiles, tiled
-from .vae_graphs import DECODER, ENCODER, SegmentChains
+from .vae_graphs import DECODER, ENCODER, segment_chain
 from .vae_segment import VAESegment
 
 # The official defaults: --latent_tiled_size / --latent_tiled_overlap (latent px), --vae_encoder_tiled_size
@@ -26,6 +26,12 @@ LATENT_TILE = 96
 LATENT_OVERLAP = 32
 VAE_ENCODER_TILE = 1024
 VAE_DECODER_TILE = 224
+
+# The chains of the stages every one-step family has (a family's own, and its conditioning, in its chain.py), each
+# fed its graph's inputs under their own names: the encoder the VAE input, the UNet and the decoder a latent.
+ENCODE = ChainId("encode", main_feed="image")
+DENOISE = ChainId("denoise", main_feed="latent")
+DECODE = ChainId("decode", main_feed="latent")
 
 
 @dataclass(frozen=True)
@@ -147,17 +153,14 @@ class ChainCalls:
     """A one-step family's stages as calls of its bundle's chains: the decoder and the tiled VAE's segments here,
     the family's own stages in its subclass."""
 
-    def __init__(self, chain: TileChain, segments: SegmentChains, decode_variant: int):
+    def __init__(self, chain: TileChain):
         self.chain = chain
-        self.segments = segments
-        self.decode_variant = decode_variant
 
-    def _run(self, variant: int, **feeds: np.ndarray) -> np.ndarray:
-        return np.asarray(self.chain(feeds, variant), dtype=np.float32)
+    def _run(self, chain: ChainId, **feeds: np.ndarray) -> np.ndarray:
+        return np.asarray(self.chain(feeds, chain), dtype=np.float32)
 
     def decode(self, latent: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        return self._run(self.decode_variant, lr=latent, eps=eps)
+        return self._run(DECODE, latent=latent, eps=eps)
 
     def segment(self, kind: str, index: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        feeds = {LR_FEED if name == "x" else name: value for name, value in inputs.items()}
-        return self._run(self.segments.variant(kind, index), **feeds)
+        return self._run(segment_chain(kind, index), **inputs)

@@ -4,12 +4,13 @@ encoder, the decoder's eps)."""
 
 from __future__ import annotations
 
-from ..backends.base import LR_FEED, ChainPlan
+from ..backends.base import ChainId, ChainPlan
 from ..errors import SRError
 from ..graph_io import GraphIO, TensorIO
 from .vae_segment import VAESegment
 
 ENCODER, DECODER = "encoder", "decoder"
+SEGMENT_FEED = "x"  # a segment's main input (the tile at its level): its graph's input and the chain's host feed
 
 
 def segment_name(kind: str, index: int) -> str:
@@ -29,7 +30,7 @@ def segment_io(kind: str, index: int, segment: VAESegment, conditioning: tuple[T
     ``out_channels``."""
     height, width, out_height, out_width = segment_dims(kind, index)
     space = ("batch", segment.in_channels, height, width)
-    inputs = [TensorIO("x", space)]
+    inputs = [TensorIO(SEGMENT_FEED, space)]
     if segment.norm_groups is not None:
         inputs += [TensorIO(name, ("batch", segment.norm_groups), scalar=True) for name in ("mean", "var")]
     if segment.residual_in is not None:
@@ -61,34 +62,41 @@ def segment_sizes(encoder: list[VAESegment], decoder: list[VAESegment], height: 
     return sizes
 
 
-class SegmentChains:
-    """The chains of a bundle's VAE segments: the family's fixed chains come first (``first`` of them), then one
-    chain per encoder segment, then one per decoder segment."""
+def segment_chain(kind: str, index: int) -> ChainId:
+    """The chain of VAE segment ``index`` of the ENCODER or DECODER: its one call, fed its graph's inputs by name."""
+    return ChainId(f"vae_{kind}_segment", index, main_feed=SEGMENT_FEED)
 
-    def __init__(self, first: int, encoder: list[VAESegment], decoder: list[VAESegment],
-                 conditioning: tuple[TensorIO, ...] = ()):
-        self.first = first
+
+class SegmentChains:
+    """The chains of a bundle's VAE segments (``segment_chain``): one per encoder segment, one per decoder segment,
+    beside the family's own chains."""
+
+    def __init__(self, encoder: list[VAESegment], decoder: list[VAESegment], conditioning: tuple[TensorIO, ...] = ()):
         self.segments = {ENCODER: encoder, DECODER: decoder}
         self.conditioning = conditioning
 
-    def variant(self, kind: str, index: int) -> int:
-        return self.first + index + (len(self.segments[ENCODER]) if kind == DECODER else 0)
+    @property
+    def names(self) -> str:
+        """The segment chains, in words (for a refusal)."""
+        return ", ".join(f"{segment_chain(kind, 0).name} (index 0 to {len(segments) - 1})"
+                         for kind, segments in self.segments.items())
 
-    def segment(self, variant: int) -> tuple[str, int]:
-        index = variant - self.first
-        encoders = len(self.segments[ENCODER])
-        if 0 <= index < encoders:
-            return ENCODER, index
-        if 0 <= index - encoders < len(self.segments[DECODER]):
-            return DECODER, index - encoders
-        raise SRError(f"the bundle has no chain {variant}")
+    def segment(self, chain: ChainId) -> tuple[str, int] | None:
+        """The (kind, index) of the segment ``chain`` runs, or None if it is no segment chain of the bundle."""
+        for kind, segments in self.segments.items():
+            if 0 <= chain.index < len(segments) and chain == segment_chain(kind, chain.index):
+                return kind, chain.index
+        return None
 
-    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
-        """The one call of a segment's chain on ``batch`` tiles of ``height`` x ``width`` px at its level."""
-        kind, index = self.segment(variant)
+    def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
+        """The one call of a segment's chain on ``batch`` tiles of ``height`` x ``width`` px at its level; the host
+        feeds are its graph's inputs, under their own names."""
+        found = self.segment(chain)
+        if found is None:
+            raise SRError(f"the bundle has no chain {chain} (main feed {chain.main_feed!r})")
+        kind, index = found
         segment = self.segments[kind][index]
         io = segment_io(kind, index, segment, self.conditioning)
         sizes = {"batch": batch, **dict(zip(segment_dims(kind, index), (height, width, segment.out_size(height),
                                                                       segment.out_size(width)), strict=True))}
-        feeds = tuple(LR_FEED if t.name == "x" else t.name for t in io.inputs)
-        return ChainPlan(batch, (io.call(x=LR_FEED),), {}, feeds, "y", sizes)
+        return ChainPlan(batch, (io.call(),), {}, tuple(t.name for t in io.inputs), "y", sizes)

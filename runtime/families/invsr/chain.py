@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...backends.base import ChainPlan
+from ...backends.base import LR_FEED, ChainId, ChainPlan
 from ...graph_io import Call
 from .graphs import NOISE_PREDICTOR, UNET_STEP, VAE_DECODER, VAE_ENCODER, dims
 from .section import InvSRSection, StepGroup
 
 # Host data per tile batch, in the order Upscaler.run_tiles takes it.
-FEEDS = ("lr", "predictor_noise", "vae_noise")
+FEEDS = (LR_FEED, "predictor_noise", "vae_noise")
+STEPS = "steps"  # the chains' name: one per step group, by its index
 # The denoising steps alternate between two latent buffers, so no step reads what it writes: running a
 # call twice (ONNX Runtime does, to capture a CUDA graph) gives the same result.
 LATENTS = ("latent_a", "latent_b")
+
+
+def steps_chain(group: int) -> ChainId:
+    """The chain of step group ``group`` (its index in the bundle's groups): every group's chain takes ``FEEDS``."""
+    return ChainId(STEPS, group)
 
 
 def _scalar(value: float) -> np.ndarray:

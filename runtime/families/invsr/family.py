@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...backends.base import ChainPlan, TileChain
+from ...backends.base import ChainId, ChainPlan, TileChain
 from ...errors import SRError
-from ...family import Family, TileProgress
+from ...family import Family, TileProgress, no_chain
 from ...manifest import Manifest
 from ...resources import ImageCost
 from ...sd.prompt_embeds import PROMPT_EMBEDS_NAME, load_prompt_embeds
-from .chain import FEEDS, invsr_plan
+from .chain import FEEDS, STEPS, invsr_plan, steps_chain
 from .graphs import GRAPHS
 from .image_loop import InvSROptions, UpscaleSettings, image_cost, upscale_array
 from .section import SCALE, InvSRSection
@@ -25,6 +25,7 @@ class InvSRFamily(Family):
     section_type = InvSRSection
     options_type = InvSROptions
     graphs = GRAPHS
+    default_chain = steps_chain(0)
     feeds = FEEDS
     files = (PROMPT_EMBEDS_NAME,)
 
@@ -35,21 +36,23 @@ class InvSRFamily(Family):
     def check_options(self, options: InvSROptions) -> None:
         options.group(self.section.group_steps)
 
-    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
+    def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
+        """One chain per step group: ``steps_chain(group)``."""
+        groups = len(self.section.groups)
+        if chain != steps_chain(chain.index) or not 0 <= chain.index < groups:
+            raise no_chain(self.title, chain, f"one per step group: {STEPS}, index 0 to {groups - 1}")
         if (height, width) != self.tile_shape:
             raise SRError(f"InvSR engines take {self.tile_shape} tiles, got {height}x{width}")
-        if not 0 <= variant < len(self.section.groups):
-            raise SRError(f"this bundle has {len(self.section.groups)} step group(s), not a group {variant}")
-        return invsr_plan(self.section, self.section.groups[variant], self.manifest.pipeline.tile, self.prompt_embeds,
-                          batch)
+        return invsr_plan(self.section, self.section.groups[chain.index], self.manifest.pipeline.tile,
+                          self.prompt_embeds, batch)
 
     def upscale(self, image: np.ndarray, chain: TileChain, options: InvSROptions,
                 on_tiles_done: TileProgress | None) -> np.ndarray:
         p = self.manifest.pipeline
 
         def run_tiles(lr: np.ndarray, predictor_noise: np.ndarray, vae_noise: np.ndarray, group: int) -> np.ndarray:
-            feeds = {"lr": lr, "predictor_noise": predictor_noise, "vae_noise": vae_noise}
-            return np.asarray(chain(feeds, group), dtype=np.float32)
+            feeds = dict(zip(FEEDS, (lr, predictor_noise, vae_noise), strict=True))
+            return np.asarray(chain(feeds, steps_chain(group)), dtype=np.float32)
 
         # vars, not asdict: that would turn a nested record (the steps map's OutputFile) into a dict.
         settings = UpscaleSettings(tile=p.tile, batch=p.batch, **vars(options))

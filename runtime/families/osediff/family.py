@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...backends.base import TileChain
+from ...backends.base import ChainId, ChainPlan, TileChain
 from ...family import Family, TileProgress
 from ...manifest import Manifest
 from ...resources import ImageCost
 from ...sd.clip_tokenizer import CONFIG_FILE, MERGES_FILE, SPECIAL_TOKENS_FILE, VOCAB_FILE, ClipTokenizer
-from ...sd.one_step import ChainCalls
-from .chain import FEEDS, Stage, osediff_plan, segment_chains
+from ...sd.one_step import DENOISE, ENCODE, ChainCalls
+from .chain import BODY, EMBED, FEEDS, TAG, osediff_plan
 from .cost import image_cost
 from .graphs import GRAPHS, all_graphs
 from .image_loop import upscale_image
@@ -27,23 +27,20 @@ TOKENIZER_FILES = (VOCAB_FILE, MERGES_FILE, CONFIG_FILE, SPECIAL_TOKENS_FILE)
 class ChainStages(ChainCalls):
     """The image loop's networks as calls of the bundle's chains."""
 
-    def __init__(self, chain: TileChain, section: OSEDiffSection):
-        super().__init__(chain, segment_chains(section), Stage.DECODE)
-
     def tag(self, image: np.ndarray) -> np.ndarray:
-        return self._run(Stage.TAG, lr=image)
+        return self._run(TAG, tagger_image=image)
 
     def embed(self, input_ids: np.ndarray) -> np.ndarray:
-        return self._run(Stage.EMBED, lr=input_ids)
+        return self._run(EMBED, input_ids=input_ids)
 
     def body(self, image: np.ndarray, noise: np.ndarray, prompt_embeds: np.ndarray) -> np.ndarray:
-        return self._run(Stage.BODY, lr=image, noise=noise, prompt_embeds=prompt_embeds)
+        return self._run(BODY, image=image, noise=noise, prompt_embeds=prompt_embeds)
 
     def encode(self, image: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        return self._run(Stage.ENCODE, lr=image, noise=noise)
+        return self._run(ENCODE, image=image, noise=noise)
 
     def denoise(self, latents: np.ndarray, prompt_embeds: np.ndarray) -> np.ndarray:
-        return self._run(Stage.DENOISE, lr=latents, prompt_embeds=np.repeat(prompt_embeds, len(latents), axis=0))
+        return self._run(DENOISE, latent=latents, prompt_embeds=np.repeat(prompt_embeds, len(latents), axis=0))
 
 
 class OSEDiffFamily(Family):
@@ -53,6 +50,7 @@ class OSEDiffFamily(Family):
     section_type = OSEDiffSection
     options_type = OSEDiffOptions
     graphs = GRAPHS  # and the bundle's VAE segments: see __init__
+    default_chain = BODY
     feeds = FEEDS
     files = TOKENIZER_FILES
 
@@ -64,12 +62,12 @@ class OSEDiffFamily(Family):
     def check_options(self, options: OSEDiffOptions) -> None:
         options.check_vae(self.section.vae_factor)
 
-    def plan(self, variant: int, batch: int, height: int, width: int):
-        return osediff_plan(self.section, variant, batch, height, width)
+    def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
+        return osediff_plan(self.section, chain, batch, height, width)
 
     def upscale(self, image: np.ndarray, chain: TileChain, options: OSEDiffOptions,
                 on_tiles_done: TileProgress | None) -> np.ndarray:
-        return upscale_image(image, ChainStages(chain, self.section), self.tokenizer.encode, self.section, options,
+        return upscale_image(image, ChainStages(chain), self.tokenizer.encode, self.section, options,
                              self.manifest.pipeline.batch, on_tiles_done)
 
     def cost(self, height: int, width: int, options: OSEDiffOptions) -> ImageCost:

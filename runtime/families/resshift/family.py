@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...backends.base import ChainPlan, TileChain
+from ...backends.base import TILES, ChainId, ChainPlan, TileChain
 from ...checks import check_rgb_image
 from ...errors import SRError
-from ...family import Family, TileProgress
+from ...family import Family, TileProgress, no_chain
 from ...manifest import Manifest
 from ...resources import ImageCost
 from .chain import feed_names, resshift_plan
@@ -39,11 +39,11 @@ class ResShiftFamily(Family):
         """A full padded patch: the engines' largest input."""
         return self.max_patch, self.max_patch
 
-    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
-        """ResShift has one chain (``variant`` 0)."""
+    def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
+        """ResShift has one chain, ``TILES``."""
         m = self.section.pad_multiple
-        if variant:
-            raise SRError(f"a ResShift bundle has one chain, not variant {variant}")
+        if chain != TILES:
+            raise no_chain(self.title, chain, f"one, {TILES}")
         if height % m or width % m or not (1 <= height <= self.max_patch and 1 <= width <= self.max_patch):
             raise SRError(f"the engines take padded patches of {m} to {self.max_patch} px in multiples of {m}, "
                           f"got {height}x{width}")
@@ -53,7 +53,8 @@ class ResShiftFamily(Family):
                 on_tiles_done: TileProgress | None) -> np.ndarray:
         check_rgb_image(image)
         chopping = self._chopping(image.shape[0], image.shape[1], options)
-        return upscale_image(image, chain, self.section, options, chopping, self.manifest.pipeline.batch, on_tiles_done)
+        return upscale_image(image, lambda feeds: chain(feeds, TILES), self.section, options, chopping,
+                             self.manifest.pipeline.batch, on_tiles_done)
 
     def cost(self, height: int, width: int, options: ResShiftOptions) -> ImageCost:
         chopping = self._chopping(height, width, options)

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...backends.base import ChainPlan, TileChain
+from ...backends.base import LR_FEED, TILES, ChainId, ChainPlan, TileChain
 from ...crop_tiling import check_overlap, crop_cost, upscale_tiled
 from ...errors import SRError
-from ...family import Family, NoOptions, TileProgress
+from ...family import Family, NoOptions, TileProgress, no_chain
 from ...manifest import PipelineInfo
 from ...resources import ImageCost
 from .graphs import GRAPHS, RRDBNET, SCALE, dims
 
-FEEDS = ("lr",)
+FEEDS = (LR_FEED,)
 
 
 @dataclass
@@ -38,14 +38,17 @@ class RRDBNetFamily(Family):
     graphs = GRAPHS
     feeds = FEEDS
 
-    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
+    def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
+        """RRDBNet has one chain, ``TILES``."""
+        if chain != TILES:
+            raise no_chain(self.title, chain, f"one, {TILES}")
         return ChainPlan(batch, (RRDBNET.call(),), {}, FEEDS, "image", dims(batch, height, width))
 
     def upscale(self, image: np.ndarray, chain: TileChain, options: NoOptions,
                 on_tiles_done: TileProgress | None) -> np.ndarray:
         p = self.manifest.pipeline
-        return upscale_tiled(image, lambda tiles: chain({"lr": tiles}), p.tile, self.section.overlap, p.batch, SCALE,
-                             on_tiles_done)
+        return upscale_tiled(image, lambda tiles: chain({LR_FEED: tiles}, TILES), p.tile, self.section.overlap,
+                             p.batch, SCALE, on_tiles_done)
 
     def cost(self, height: int, width: int, options: NoOptions) -> ImageCost:
         return crop_cost(height, width, self.manifest.pipeline.tile, self.section.overlap, SCALE)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...backends.base import ChainPlan, TileChain
+from ...backends.base import ChainId, ChainPlan, TileChain
 from ...family import Family, TileProgress
 from ...manifest import Manifest
 from ...resources import ImageCost
-from ...sd.one_step import ChainCalls
+from ...sd.one_step import DENOISE, ENCODE, ChainCalls
 from ...sd.prompt_embeds import PROMPT_EMBEDS_NAME, load_prompt_embeds
-from .chain import FEEDS, Stage, s3diff_plan, segment_chains
+from .chain import DEGRADE, FEEDS, WHOLE, s3diff_plan
 from .cost import image_cost
 from .graphs import GRAPHS, all_graphs
 from .image_loop import upscale_image
@@ -23,20 +23,17 @@ from .section import SCALE, S3DiffSection
 class ChainStages(ChainCalls):
     """The image loop's networks as calls of the bundle's chains."""
 
-    def __init__(self, chain: TileChain, section: S3DiffSection):
-        super().__init__(chain, segment_chains(section), Stage.DECODE)
-
     def whole(self, lr: np.ndarray, image: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        return self._run(Stage.WHOLE, lr=lr, image=image, noise=noise)
+        return self._run(WHOLE, lr=lr, image=image, noise=noise)
 
     def degrade(self, lr: np.ndarray) -> np.ndarray:
-        return self._run(Stage.DEGRADE, lr=lr)
+        return self._run(DEGRADE, lr=lr)
 
     def encode(self, image: np.ndarray, deg_score: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        return self._run(Stage.ENCODE, lr=image, deg_score=deg_score, noise=noise)
+        return self._run(ENCODE, image=image, deg_score=deg_score, noise=noise)
 
     def denoise(self, latents: np.ndarray, deg_score: np.ndarray) -> np.ndarray:
-        return self._run(Stage.DENOISE, lr=latents, deg_score=np.repeat(deg_score, len(latents), axis=0))
+        return self._run(DENOISE, latent=latents, deg_score=np.repeat(deg_score, len(latents), axis=0))
 
 
 class S3DiffFamily(Family):
@@ -46,6 +43,7 @@ class S3DiffFamily(Family):
     section_type = S3DiffSection
     options_type = S3DiffOptions
     graphs = GRAPHS  # and the bundle's VAE segments: see __init__
+    default_chain = WHOLE
     feeds = FEEDS
     files = (PROMPT_EMBEDS_NAME,)
 
@@ -57,12 +55,12 @@ class S3DiffFamily(Family):
     def check_options(self, options: S3DiffOptions) -> None:
         options.check_vae(self.section.vae_factor)
 
-    def plan(self, variant: int, batch: int, height: int, width: int) -> ChainPlan:
-        return s3diff_plan(self.section, self.prompt_embeds, variant, batch, height, width)
+    def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
+        return s3diff_plan(self.section, self.prompt_embeds, chain, batch, height, width)
 
     def upscale(self, image: np.ndarray, chain: TileChain, options: S3DiffOptions,
                 on_tiles_done: TileProgress | None) -> np.ndarray:
-        return upscale_image(image, ChainStages(chain, self.section), self.section, options,
+        return upscale_image(image, ChainStages(chain), self.section, options,
                              self.manifest.pipeline.batch, on_tiles_done)
 
     def cost(self, height: int, width: int, options: S3DiffOptions) -> ImageCost:
