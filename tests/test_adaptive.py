@@ -139,6 +139,7 @@ def test_a_steps_map_path_for_several_images_needs_the_stem(tmp_path):
 
 # ---- the real networks: an adaptive bundle against the PyTorch reference --------------------------------
 
+@pytest.mark.slow
 def test_an_adaptive_bundle_matches_the_reference_in_auto_mode(tiny_checkpoints, tmp_path):
     from sr_export.builders.bundle_builder import BuildOptions, build_bundle
     from sr_export.families.invsr.reference import InvSRReference
@@ -173,6 +174,7 @@ def test_groups_must_start_where_the_noise_predictor_was_trained(tiny_components
         step_groups("1,3", [300])
 
 
+@pytest.mark.slow
 def test_the_adaptive_bench_reports_time_and_steps(tiny_checkpoints, tmp_path):
     import json
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from helpers import needs_openvino
 
@@ -28,6 +29,7 @@ from sr_runtime.backends.base import RuntimeOptions
 from sr_runtime.precision import Precision
 
 
+@pytest.mark.slow
 def test_table7_writes_the_three_reports(tmp_path, tiny_checkpoints):
     sd, pth, yaml = tiny_checkpoints
     report = tmp_path / "report"
@@ -77,6 +79,7 @@ def test_unknown_methods_are_refused():
     assert result.exit_code == 1 and "unknown method" in result.output
 
 
+@pytest.mark.slow
 def test_quick_times_end_to_end_only(tmp_path, tiny_checkpoints):
     sd, pth, yaml = tiny_checkpoints
     report = tmp_path / "report"
@@ -133,6 +136,7 @@ def test_pytorch_rows_run_at_each_familys_official_precision_on_the_gpu():
                                                                          ("compile", Precision.FP32)}
 
 
+@pytest.mark.slow
 def test_each_job_reports_in_the_order_the_backends_are_named(tiny_checkpoints):
     """Backend by backend as ``--backends`` names them, and the results so far after each job: a run cut
     short keeps whole columns."""
@@ -151,6 +155,7 @@ def test_each_job_reports_in_the_order_the_backends_are_named(tiny_checkpoints):
     assert final["methods"][0]["backends"][0]["ratio_to_eager"] > 0
 
 
+@pytest.mark.slow
 def test_a_runtime_variant_opens_after_the_default_run_is_measured():
     """Its engines must not count in the default run's memory, and it is timed like the default run."""
     import numpy as np

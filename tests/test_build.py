@@ -77,6 +77,7 @@ def _reference(source, bundle: Path) -> InvSRReference:
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3, 4, 5])
+@pytest.mark.slow
 def test_bundle_matches_the_reference_on_a_tiled_image(source, bundles, steps):
     image = make_image(45, 70, seed=steps)  # > tile: padded to multiples of 16, 32-px tiles at stride 16
     upscaler = Upscaler.from_bundle(bundles[steps])
@@ -87,6 +88,7 @@ def test_bundle_matches_the_reference_on_a_tiled_image(source, bundles, steps):
     assert upscaler.manifest.section.groups[0].timesteps == [t - 1.0 for t in DEFAULT_TIMESTEPS[steps]]
 
 
+@pytest.mark.slow
 def test_a_bundle_with_every_3x3_convolution_as_winograd_matches_the_reference(source, tmp_path, monkeypatch):
     # The tiny networks are far below the widths and sizes where Winograd pays; the same rewrite, forced.
     monkeypatch.setattr(cpu_convolutions, "WINOGRAD_MIN_CHANNELS", 1)
@@ -99,6 +101,7 @@ def test_a_bundle_with_every_3x3_convolution_as_winograd_matches_the_reference(s
     assert psnr(upscaler.upscale(image), expected) >= MIN_PSNR
 
 
+@pytest.mark.slow
 def test_cli_build_with_and_without_winograd(tiny_checkpoints, tmp_path, monkeypatch):
     monkeypatch.setattr(cpu_convolutions, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(cpu_convolutions, "WINOGRAD_MIN_PIXELS", 1)
@@ -148,6 +151,7 @@ FP16_MAX_ABS = {"vae_encoder": 0.02, "noise_predictor": 0.02, "unet_step": 0.02,
 
 
 @pytest.mark.parametrize("spec", GRAPHS, ids=lambda s: s.name)
+@pytest.mark.slow
 def test_each_fp16_graph_is_close_to_its_fp32_module(source, tmp_path, spec):
     bundle = _build(source, tmp_path / "fp16", 1, precision=Precision.FP16)
     manifest = json.loads((bundle / MANIFEST_NAME).read_text())
@@ -228,6 +232,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from sr_export.cli import main; main()", *args]
 
 
+@pytest.mark.slow
 def test_a_killed_build_leaves_no_bundle_and_a_rerun_succeeds(tiny_checkpoints, tmp_path):
     sd, pth, yaml = tiny_checkpoints
     env = {**os.environ, "SR_EXPORT_CACHE": str(tmp_path / "cache")}  # a cold cache: the export runs
@@ -254,6 +259,7 @@ def test_a_killed_build_leaves_no_bundle_and_a_rerun_succeeds(tiny_checkpoints, 
     assert leftovers == []  # the stale partial folder of the killed run is gone
 
 
+@pytest.mark.slow
 def test_the_demo_default_end_to_end(tmp_path, monkeypatch):
     """The README's main command: no checkpoints anywhere -> the demo model, built and used."""
     for name in ("SR_EXPORT_SD_TURBO", "SR_EXPORT_NOISE_PREDICTOR", "HF_HUB_CACHE", "HF_HOME"):
@@ -309,6 +315,7 @@ OPENVINO_BF16_MIN_PSNR = 40.0
 
 
 @needs_openvino
+@pytest.mark.slow
 def test_openvino_bundles_match_the_reference_in_fp32_and_bf16(source, tmp_path):
     from sr_runtime.backends.openvino import computes_bf16
 

@@ -18,6 +18,7 @@ from sr_runtime.precision import Precision
 
 
 @pytest.mark.parametrize("family", list(FAMILIES.values()), ids=list(FAMILIES))
+@pytest.mark.slow
 def test_every_graph_module_computes_on_its_inputs_device(family):
     options = click.Command("build", params=list(family.build_options)).make_context("build", []).params
     source = family.source(family.models[0], options, lambda message: None)

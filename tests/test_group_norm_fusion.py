@@ -80,6 +80,7 @@ def invsr(tiny_checkpoints):
 
 
 @pytest.mark.parametrize("precision", [Precision.FP32, Precision.FP16])
+@pytest.mark.slow
 def test_every_invsr_group_norm_is_fused_and_computes_the_same(invsr, tmp_path, precision):
     source, plan = invsr
     # Plain attention: the reference evaluator does not run ONNX Runtime's fused attention node.

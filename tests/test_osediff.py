@@ -53,6 +53,7 @@ def demo(tmp_path_factory):
     return bundle, OSEDiffReference(load_components(paths)), paths
 
 
+@pytest.mark.slow
 def test_the_lora_is_merged_as_peft_computes_it(demo):
     _, reference, paths = demo
     merged = reference.components.sd
@@ -126,6 +127,7 @@ def test_the_bundles_tokenizer_gives_the_releases_ids(demo):
         assert tokenizer.encode(prompt).tolist() == reference.tokenize(prompt).tolist()
 
 
+@pytest.mark.slow
 def test_the_bundle_matches_the_reference(demo):
     bundle, reference, _ = demo
     upscaler = Upscaler.from_bundle(bundle)
@@ -141,6 +143,7 @@ def test_the_bundle_matches_the_reference(demo):
         assert prompts[0].endswith(f", {options.get('prompt', '')},")
 
 
+@pytest.mark.slow
 def test_each_graph_matches_its_module(demo):
     bundle, reference, _ = demo
     c = reference.components
@@ -151,6 +154,7 @@ def test_each_graph_matches_its_module(demo):
     assert_graphs_match_modules(bundle, chosen, c, sizes)
 
 
+@pytest.mark.slow
 def test_fp16_graphs_are_finite(demo, tmp_path):
     _, reference, _ = demo
     section = reference.section
@@ -163,6 +167,7 @@ def test_fp16_graphs_are_finite(demo, tmp_path):
         assert out.dtype == (np.float32 if spec.name == "tagger" else np.float16) and np.isfinite(out).all(), spec.name
 
 
+@pytest.mark.slow
 def test_the_cli_runs_the_bundle_and_the_reference_alike(demo, tmp_path):
     bundle, _, paths = demo
     lr = tmp_path / "lr.png"

@@ -76,6 +76,7 @@ def bundles(sources, tmp_path_factory, module_cache) -> dict[str, Path]:
             for model, source in sources.items()}
 
 
+@pytest.mark.slow
 def test_one_graph_serves_every_patch_size_and_batch(sources, bundles):
     """Exported on small patches, each graph matches its module at other sizes and batches."""
     plan = sources["resshift-v3"].plan_build(TILE, BATCH, _quiet)
@@ -113,6 +114,7 @@ def test_the_graphs_are_what_the_issue_asks(bundles):
     ("resshift-v1", (40, 56), ResShiftOptions(seed=7)),  # 15 steps, padded to 64x64
     ("sinsr", (64, 100), ResShiftOptions(zero_noise=True, chop_size=64, chop_stride=48)),  # 2 patches, 1 batch
 ])
+@pytest.mark.slow
 def test_bundles_match_the_reference(sources, bundles, model, size, options):
     image = make_image(*size, seed=sum(size))
     want = ResShiftReference(sources[model].components).upscale(image, options)
@@ -123,6 +125,7 @@ def test_bundles_match_the_reference(sources, bundles, model, size, options):
     assert want.std() > 0.05  # a real image, not a constant one
 
 
+@pytest.mark.slow
 def test_fp16_bundles_are_finite_and_keep_the_argmin_in_fp32(sources, bundles, tmp_path, module_cache):
     fp16 = build_bundle(sources["sinsr"], BuildOptions(backend="onnxruntime-cpu", precision=Precision.FP16, tile=TILE,
                                                        batch=BATCH, output=tmp_path / "fp16"), report=_quiet)
@@ -167,6 +170,7 @@ OPENVINO_FP32_MIN_PSNR = MIN_PSNR
 
 
 @needs_openvino
+@pytest.mark.slow
 def test_an_openvino_bundle_matches_the_reference_and_bf16_is_refused(sources, tmp_path, module_cache):
     image = make_image(64, 100, seed=5)  # two patches
     options = ResShiftOptions(chop_size=64, chop_stride=48)
@@ -180,6 +184,7 @@ def test_an_openvino_bundle_matches_the_reference_and_bf16_is_refused(sources, t
     assert not (tmp_path / "bf16").exists()
 
 
+@pytest.mark.slow
 def test_the_cli_builds_runs_and_refuses(tiny, bundles, tmp_path, module_cache):
     denoiser, autoencoder, config = tiny["sinsr"]
     runner = CliRunner()
@@ -217,6 +222,7 @@ def make_large(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_table7_rows(tiny, module_cache):
     bench = ResShiftBench(tiny, report=_quiet)
     rows = {row.name: row for row in table_rows({"resshift": bench})}

@@ -569,6 +569,7 @@ def test_the_default_tile_follows_the_backend():
     assert family.default_tile(BACKENDS["onnxruntime-cuda"]) == family.default_tile(BACKENDS["tensorrt"]) == DEFAULT_TILE
 
 
+@pytest.mark.slow
 def test_cli_demo_build_and_misplaced_options(tmp_path, cache, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./weights here, so the demo model is built
     runner = CliRunner()

@@ -42,6 +42,7 @@ def demo(tmp_path_factory):
     return bundle, S3DiffReference(load_components(paths.sd_turbo, paths.checkpoint, paths.de_net), batch=2), paths
 
 
+@pytest.mark.slow
 def test_the_bundle_matches_the_reference(demo):
     bundle, reference, _ = demo
     upscaler = Upscaler.from_bundle(bundle)
@@ -65,6 +66,7 @@ def test_each_graph_matches_its_module(demo):
     assert_graphs_match_modules(bundle, chosen, c, sizes)
 
 
+@pytest.mark.slow
 def test_fp16_graphs_are_finite(demo, tmp_path):
     _, reference, _ = demo
     section = reference.section
@@ -106,6 +108,7 @@ OPENVINO_MIN_PSNR = {Precision.FP32: 45.0, Precision.BF16: 28.0}
 
 
 @needs_openvino
+@pytest.mark.slow
 def test_openvino_bundles_match_the_reference_in_fp32_and_bf16(demo, tmp_path):
     from sr_runtime.backends.openvino import computes_bf16
 
@@ -124,6 +127,7 @@ def test_openvino_bundles_match_the_reference_in_fp32_and_bf16(demo, tmp_path):
     assert got[Precision.BF16] >= OPENVINO_MIN_PSNR[Precision.BF16 if computes_bf16() else Precision.FP32]
 
 
+@pytest.mark.slow
 def test_the_cli_runs_the_bundle_and_the_reference_alike(demo, tmp_path):
     bundle, _, paths = demo
     lr = tmp_path / "lr.png"

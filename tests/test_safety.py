@@ -93,6 +93,7 @@ def test_bundle_files_are_copies_and_damage_never_travels(tmp_path, monkeypatch,
     verify_bundle(Path("b"))
 
 
+@pytest.mark.slow
 def test_concurrent_builds_on_a_cold_cache(tmp_path):
     env = {**os.environ, "SR_EXPORT_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-c", "from sr_export.cli import main; main()", *RRDBNET_BUILD]

@@ -88,6 +88,7 @@ def first_run(tmp_path_factory, bundle, cluster):
     return root, single, workers
 
 
+@pytest.mark.slow
 def test_two_workers_write_what_one_process_writes(first_run):
     root, (single_code, _), (code, output) = first_run
     assert single_code == code == 1  # the bad images
@@ -134,6 +135,7 @@ def test_outputs_of_an_unknown_run_are_refused_and_redo_replaces_them(tmp_path, 
     assert _outputs(tmp_path / "out") == _outputs(tmp_path / "seed4")
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_restarted_and_every_output_is_right(tmp_path, bundle):
     """The default path: a local Ray started by the command; the drill kills one worker's process once."""
     images = _images(tmp_path / "in", 6, 40)
@@ -164,6 +166,7 @@ def _stamps(folder: Path) -> dict[str, tuple[int, int]]:
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.glob("img*.png")}
 
 
+@pytest.mark.slow
 def test_an_interrupted_then_killed_driver_resumes_without_redoing_finished_files(tmp_path, bundle, cluster):
     """Ctrl-C, then a SIGKILL of the next driver (both joined to a running cluster), then a run that finishes."""
     images, out = _images(tmp_path / "in", 30, 160), tmp_path / "out"
@@ -232,6 +235,7 @@ def test_without_workers_ray_is_not_imported_and_its_options_are_refused(tmp_pat
     assert code == 1 and "--workers writes into a folder" in output
 
 
+@pytest.mark.slow
 def test_a_resumed_run_tells_other_images_of_the_same_names_from_its_own(tmp_path, bundle, cluster):
     first, other = _images(tmp_path / "first", 2, 24), tmp_path / "other"
     other.mkdir()
@@ -258,6 +262,7 @@ def test_more_workers_than_this_machine_has_cores_are_refused_at_once(tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_run_like_ctrl_c_with_its_summary(tmp_path, bundle, cluster):
     images, out = _images(tmp_path / "in", 30, 160), tmp_path / "out"
     run = _cli("upscale", images, "-o", out, "-e", bundle, *WORKERS, "--ray-address", cluster)
@@ -268,6 +273,7 @@ def test_sigterm_ends_a_run_like_ctrl_c_with_its_summary(tmp_path, bundle, clust
     assert _summary(out)["status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_steps_maps_of_a_run_are_its_own_and_a_users_file_is_never_replaced(tmp_path, bundle, cluster):
     images, out, maps = _images(tmp_path / "in", 2, 24), tmp_path / "out", tmp_path / "maps"
     maps.mkdir()

@@ -248,6 +248,7 @@ def exported(tiny_components, tmp_path_factory):
 
 
 @pytest.mark.parametrize("spec", [UNET_STEP, NOISE_PREDICTOR], ids=lambda s: s.name)
+@pytest.mark.slow
 def test_fp32_islands_cover_what_the_fp16_export_keeps_fp32(exported, spec):
     model = exported[spec.name, FP32]
     views, constants = _views(model)
@@ -501,6 +502,7 @@ def test_compare_an_fp16_bundle_with_its_fp32_reference(ort_bundles):
     assert same.end_to_end == float("inf") and all(c.psnr == float("inf") for c in same.calls)
 
 
+@pytest.mark.slow
 def test_compare_builds_its_own_reference_from_the_cached_onnx(ort_bundles):
     options = {"noise_predictor_config": None}  # the YAML beside the noise predictor
     reference = reference_bundle(ort_bundles["fp16"], options, report=_quiet)
