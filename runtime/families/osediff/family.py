@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from ...backends.base import ChainId, ChainPlan, TileChain
-from ...family import Family, TileProgress
+from ...family import TileProgress
 from ...manifest import Manifest
-from ...resources import ImageCost
 from ...sd.clip_tokenizer import CONFIG_FILE, MERGES_FILE, SPECIAL_TOKENS_FILE, VOCAB_FILE, ClipTokenizer
 from ...sd.one_step import DENOISE, ENCODE, ChainCalls
+from ...sd.one_step_family import OneStepFamily
 from .chain import BODY, EMBED, FEEDS, TAG, osediff_plan
 from .cost import image_cost
 from .graphs import GRAPHS, all_graphs
@@ -43,24 +43,22 @@ class ChainStages(ChainCalls):
         return self._run(DENOISE, latent=latents, prompt_embeds=np.repeat(prompt_embeds, len(latents), axis=0))
 
 
-class OSEDiffFamily(Family):
+class OSEDiffFamily(OneStepFamily):
     name = "osediff"
     title = "OSEDiff"
     scale = SCALE
     section_type = OSEDiffSection
     options_type = OSEDiffOptions
-    graphs = GRAPHS  # and the bundle's VAE segments: see __init__
+    graphs = GRAPHS  # and the bundle's VAE segments: see OneStepFamily
+    image_cost = staticmethod(image_cost)
+    section_graphs = staticmethod(all_graphs)
     default_chain = BODY
     feeds = FEEDS
     files = TOKENIZER_FILES
 
     def __init__(self, bundle: Path, manifest: Manifest):
-        self.graphs = all_graphs(manifest.section)
         super().__init__(bundle, manifest)
         self.tokenizer = ClipTokenizer.from_folder(self.bundle)
-
-    def check_options(self, options: OSEDiffOptions) -> None:
-        options.check_vae(self.section.vae_factor)
 
     def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
         return osediff_plan(self.section, chain, batch, height, width)
@@ -70,15 +68,9 @@ class OSEDiffFamily(Family):
         return upscale_image(image, ChainStages(chain), self.tokenizer.encode, self.section, options,
                              self.manifest.pipeline.batch, on_tiles_done)
 
-    def cost(self, height: int, width: int, options: OSEDiffOptions) -> ImageCost:
-        return image_cost(height, width, self.section, options)
-
-    def describe(self) -> list[str]:
+    def describe_own(self) -> list[str]:
         s = self.section
         return [
-            f"one step    t = {s.timestep}, x0 = (z - {s.sqrt_beta_prod:.6g} eps) / {s.sqrt_alpha_prod:.6g}"
-            + (f", clamped to +-{s.clip_sample_range:g}" if s.clip_sample_range is not None else ""),
             f"LoRA        rank {s.lora_rank_unet} (UNet), {s.lora_rank_vae} (VAE encoder), merged",
             f"prompt      RAM's tags ({len(s.tags)} classes) + the user's prompt, {s.tokens} tokens of {s.embed}",
-            f"tiled VAE   {len(s.encoder_segments)} encoder and {len(s.decoder_segments)} decoder segments",
         ]

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from ...backends.base import ChainId, ChainPlan, TileChain
-from ...family import Family, TileProgress
+from ...family import TileProgress
 from ...manifest import Manifest
-from ...resources import ImageCost
 from ...sd.one_step import DENOISE, ENCODE, ChainCalls
+from ...sd.one_step_family import OneStepFamily
 from ...sd.prompt_embeds import PROMPT_EMBEDS_NAME, load_prompt_embeds
 from .chain import DEGRADE, FEEDS, WHOLE, s3diff_plan
 from .cost import image_cost
@@ -36,24 +36,22 @@ class ChainStages(ChainCalls):
         return self._run(DENOISE, latent=latents, deg_score=np.repeat(deg_score, len(latents), axis=0))
 
 
-class S3DiffFamily(Family):
+class S3DiffFamily(OneStepFamily):
     name = "s3diff"
     title = "S3Diff"
     scale = SCALE
     section_type = S3DiffSection
     options_type = S3DiffOptions
-    graphs = GRAPHS  # and the bundle's VAE segments: see __init__
+    graphs = GRAPHS  # and the bundle's VAE segments: see OneStepFamily
+    image_cost = staticmethod(image_cost)
+    section_graphs = staticmethod(all_graphs)
     default_chain = WHOLE
     feeds = FEEDS
     files = (PROMPT_EMBEDS_NAME,)
 
     def __init__(self, bundle: Path, manifest: Manifest):
-        self.graphs = all_graphs(manifest.section)
         super().__init__(bundle, manifest)
         self.prompt_embeds = load_prompt_embeds(self.bundle, self.section.embed_shape)
-
-    def check_options(self, options: S3DiffOptions) -> None:
-        options.check_vae(self.section.vae_factor)
 
     def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
         return s3diff_plan(self.section, self.prompt_embeds, chain, batch, height, width)
@@ -63,16 +61,10 @@ class S3DiffFamily(Family):
         return upscale_image(image, ChainStages(chain), self.section, options,
                              self.manifest.pipeline.batch, on_tiles_done)
 
-    def cost(self, height: int, width: int, options: S3DiffOptions) -> ImageCost:
-        return image_cost(height, width, self.section, options)
-
-    def describe(self) -> list[str]:
+    def describe_own(self) -> list[str]:
         s = self.section
         return [
-            f"one step    t = {s.timestep}, x0 = (z - {s.sqrt_beta_prod:.6g} eps) / {s.sqrt_alpha_prod:.6g}"
-            + (f", clamped to +-{s.clip_sample_range:g}" if s.clip_sample_range is not None else ""),
             f"guidance    {s.guidance_scale:g} (positive and negative prompts as one UNet batch)",
             f"LoRA        rank {s.lora_rank_unet} (UNet), {s.lora_rank_vae} (VAE encoder), modulated per image by "
             "deg_score",
-            f"tiled VAE   {len(s.encoder_segments)} encoder and {len(s.decoder_segments)} decoder segments",
         ]
