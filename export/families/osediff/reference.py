@@ -8,7 +8,7 @@ the release's tokenizer (transformers' fast CLIP tokenizer).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from sr_runtime.families.osediff.options import OSEDiffOptions
 from sr_runtime.family import TileProgress
 from sr_runtime.sd.vae_graphs import DECODER, ENCODER
 
+from ...sd.one_step_reference import OneStepReference
 from ...sd.stages import DecoderStage
 from .components import OSEDiffComponents
 from .section import build_section
@@ -25,17 +26,13 @@ from .stages import EncoderStage, TaggerStage, TextEncoderStage, UNetStage
 from .vae_segments import segments_of
 
 
-class OSEDiffReference:
+class OSEDiffReference(OneStepReference):
     """The OSEDiff stages in fp32 on ``device``, as the image loop calls them."""
 
     def __init__(self, components: OSEDiffComponents, device: str = "cpu", batch: int = 1):
-        self.components = components
-        self.device = torch.device(device)
-        self.batch = batch  # latent tiles per UNet call (the official runs one)
         sd = components.sd
-        if self.device.type != "cpu":  # the loaders load fp32 on the CPU
-            for module in (sd.vae, sd.unet, sd.text_encoder, components.tagger):
-                module.to(self.device)
+        super().__init__((sd.vae, sd.unet, sd.text_encoder, components.tagger), device, batch)
+        self.components = components
         self.tagger = TaggerStage(components).to(self.device).eval()
         self.text_encoder = TextEncoderStage(components).eval()
         self.encoder = EncoderStage(components).eval()
@@ -48,13 +45,6 @@ class OSEDiffReference:
         tokenizer = self.components.sd.tokenizer
         return np.asarray(tokenizer(prompt, max_length=tokenizer.model_max_length, padding="max_length",
                                     truncation=True).input_ids, dtype=np.int64)
-
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
-
-    @staticmethod
-    def _array(tensor: torch.Tensor) -> np.ndarray:
-        return tensor.float().cpu().numpy()
 
     @torch.inference_mode()
     def tag(self, image: np.ndarray) -> np.ndarray:
@@ -76,15 +66,6 @@ class OSEDiffReference:
     def denoise(self, latents: np.ndarray, prompt_embeds: np.ndarray) -> np.ndarray:
         embeds = self._tensor(np.repeat(prompt_embeds, len(latents), axis=0))
         return self._array(self.unet(self._tensor(latents), embeds))
-
-    @torch.inference_mode()
-    def decode(self, latent: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        return self._array(self.decoder(self._tensor(latent), self._tensor(eps)))
-
-    @torch.inference_mode()
-    def segment(self, kind: str, index: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        module = self.segments[kind][index]
-        return self._array(module(*(self._tensor(inputs[name]) for name in module.input_names)))
 
     def upscale(self, image: np.ndarray, options: OSEDiffOptions, progress: TileProgress | None = None,
                 on_prompt: Callable[[str], None] | None = None) -> np.ndarray:
