@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_runtime.backends.base import LR_FEED, ChainPlan, RuntimeOptions
+from sr_runtime.backends.base import ChainPlan, RuntimeOptions
 from sr_runtime.errors import SRError
 from sr_runtime.manifest import MANIFEST_NAME, Manifest
 from sr_runtime.precision import Precision
@@ -72,10 +72,9 @@ def _hashes(manifest: Manifest) -> dict:
     return {name: record.sha256 for name, record in manifest.checkpoints.items()}
 
 
-def feeds_for(plan: ChainPlan, sessions, names: tuple[str, ...], seed: int, main: str = LR_FEED
-              ) -> dict[str, np.ndarray]:
-    """Host inputs of one tile batch: the ``main`` feed (the LR tiles) in [0, 1] from ``seed``, other feeds (the
-    noises) zero, which is the runtime's default (posterior means)."""
+def feeds_for(plan: ChainPlan, sessions, names: tuple[str, ...], seed: int, main: str) -> dict[str, np.ndarray]:
+    """Host inputs of one tile batch: the ``main`` feed (the chain's image tiles) in [0, 1] from ``seed``, other feeds
+    (the noises) zero, which is the runtime's default (posterior means)."""
     shapes = {}
     for call in plan.calls:
         tensors = {t.name: t for t in sessions[call.graph].info.inputs}

@@ -87,6 +87,11 @@ class Family(ABC):
         tile = self.manifest.pipeline.tile
         return tile, tile
 
+    def check_single_chain(self, chain: ChainId) -> None:
+        """Refuses any chain but ``TILES``, for a family whose engines form that one chain."""
+        if chain != TILES:
+            raise no_chain(self.title, chain, f"one, {TILES}")
+
     @abstractmethod
     def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
         """The engine calls of one batch of ``batch`` tiles of ``chain``, its main feed ``height`` x ``width`` px."""

@@ -5,7 +5,7 @@ encoder, the decoder's eps)."""
 from __future__ import annotations
 
 from ..backends.base import ChainId, ChainPlan
-from ..errors import SRError
+from ..family import no_chain
 from ..graph_io import GraphIO, TensorIO
 from .vae_segment import VAESegment
 
@@ -69,9 +69,12 @@ def segment_chain(kind: str, index: int) -> ChainId:
 
 class SegmentChains:
     """The chains of a bundle's VAE segments (``segment_chain``): one per encoder segment, one per decoder segment,
-    beside the family's own chains."""
+    beside the family's own chains (``own``, which a refusal lists with them)."""
 
-    def __init__(self, encoder: list[VAESegment], decoder: list[VAESegment], conditioning: tuple[TensorIO, ...] = ()):
+    def __init__(self, title: str, own: tuple[ChainId, ...], encoder: list[VAESegment], decoder: list[VAESegment],
+                 conditioning: tuple[TensorIO, ...] = ()):
+        self.title = title
+        self.own = own
         self.segments = {ENCODER: encoder, DECODER: decoder}
         self.conditioning = conditioning
 
@@ -90,10 +93,11 @@ class SegmentChains:
 
     def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
         """The one call of a segment's chain on ``batch`` tiles of ``height`` x ``width`` px at its level; the host
-        feeds are its graph's inputs, under their own names."""
+        feeds are its graph's inputs, under their own names. Any other chain is refused, naming every chain the
+        family has."""
         found = self.segment(chain)
         if found is None:
-            raise SRError(f"the bundle has no chain {chain} (main feed {chain.main_feed!r})")
+            raise no_chain(self.title, chain, f"{', '.join(map(str, self.own))}, {self.names}")
         kind, index = found
         segment = self.segments[kind][index]
         io = segment_io(kind, index, segment, self.conditioning)

@@ -9,7 +9,6 @@ it is: the graphs' own input names.
 from __future__ import annotations
 
 from ...backends.base import ChainId, ChainPlan
-from ...family import no_chain
 from ...sd.one_step import DECODE, DENOISE, ENCODE
 from ...sd.vae_graphs import SegmentChains
 from .graphs import TAGGER, TEXT_ENCODER, UNET, VAE_DECODER, VAE_ENCODER
@@ -27,7 +26,7 @@ FEEDS = ("image", "noise", "prompt_embeds")
 
 
 def segment_chains(section: OSEDiffSection) -> SegmentChains:
-    return SegmentChains(section.encoder_segments, section.decoder_segments)
+    return SegmentChains("OSEDiff", STAGES, section.encoder_segments, section.decoder_segments)
 
 
 def osediff_plan(section: OSEDiffSection, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
@@ -49,7 +48,4 @@ def osediff_plan(section: OSEDiffSection, chain: ChainId, batch: int, height: in
         if chain == DENOISE:
             return ChainPlan(batch, (UNET.call(),), {}, ("latent", "prompt_embeds"), "eps", sizes)
         return ChainPlan(batch, (VAE_DECODER.call(),), {}, ("latent", "eps"), "sr", sizes)
-    segments = segment_chains(section)
-    if segments.segment(chain) is None:
-        raise no_chain("OSEDiff", chain, f"{', '.join(map(str, STAGES))}, {segments.names}")
-    return segments.plan(chain, batch, height, width)
+    return segment_chains(section).plan(chain, batch, height, width)

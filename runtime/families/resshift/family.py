@@ -9,7 +9,7 @@ import numpy as np
 from ...backends.base import TILES, ChainId, ChainPlan, TileChain
 from ...checks import check_rgb_image
 from ...errors import SRError
-from ...family import Family, TileProgress, no_chain
+from ...family import Family, TileProgress
 from ...manifest import Manifest
 from ...resources import ImageCost
 from .chain import feed_names, resshift_plan
@@ -42,8 +42,7 @@ class ResShiftFamily(Family):
     def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
         """ResShift has one chain, ``TILES``."""
         m = self.section.pad_multiple
-        if chain != TILES:
-            raise no_chain(self.title, chain, f"one, {TILES}")
+        self.check_single_chain(chain)
         if height % m or width % m or not (1 <= height <= self.max_patch and 1 <= width <= self.max_patch):
             raise SRError(f"the engines take padded patches of {m} to {self.max_patch} px in multiples of {m}, "
                           f"got {height}x{width}")

@@ -10,7 +10,7 @@ import numpy as np
 from ...backends.base import LR_FEED, TILES, ChainId, ChainPlan, TileChain
 from ...crop_tiling import check_overlap, crop_cost, upscale_tiled
 from ...errors import SRError
-from ...family import Family, NoOptions, TileProgress, no_chain
+from ...family import Family, NoOptions, TileProgress
 from ...manifest import PipelineInfo
 from ...resources import ImageCost
 from .graphs import GRAPHS, RRDBNET, SCALE, dims
@@ -40,8 +40,7 @@ class RRDBNetFamily(Family):
 
     def plan(self, chain: ChainId, batch: int, height: int, width: int) -> ChainPlan:
         """RRDBNet has one chain, ``TILES``."""
-        if chain != TILES:
-            raise no_chain(self.title, chain, f"one, {TILES}")
+        self.check_single_chain(chain)
         return ChainPlan(batch, (RRDBNET.call(),), {}, FEEDS, "image", dims(batch, height, width))
 
     def upscale(self, image: np.ndarray, chain: TileChain, options: NoOptions,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...backends.base import LR_FEED, ChainId, ChainPlan
-from ...family import no_chain
 from ...sd.one_step import DECODE, DENOISE, ENCODE
 from ...sd.vae_graphs import SegmentChains
 from .graphs import DEG_SCORE, DEGRADATION, UNET, VAE_DECODER, VAE_ENCODER, dims
@@ -28,7 +27,7 @@ FEEDS = (LR_FEED, "image", "noise")
 
 
 def segment_chains(section: S3DiffSection) -> SegmentChains:
-    return SegmentChains(section.encoder_segments, section.decoder_segments, (DEG_SCORE,))
+    return SegmentChains("S3Diff", STAGES, section.encoder_segments, section.decoder_segments, (DEG_SCORE,))
 
 
 def s3diff_plan(section: S3DiffSection, prompt_embeds: np.ndarray, chain: ChainId, batch: int, height: int,
@@ -52,7 +51,4 @@ def s3diff_plan(section: S3DiffSection, prompt_embeds: np.ndarray, chain: ChainI
         if chain == DENOISE:
             return ChainPlan(batch, (UNET.call(),), constants, ("latent", "deg_score"), "eps", sizes)
         return ChainPlan(batch, (VAE_DECODER.call(),), {}, ("latent", "eps"), "sr", sizes)
-    segments = segment_chains(section)
-    if segments.segment(chain) is None:
-        raise no_chain("S3Diff", chain, f"{', '.join(map(str, STAGES))}, {segments.names}")
-    return segments.plan(chain, batch, height, width)
+    return segment_chains(section).plan(chain, batch, height, width)
