@@ -105,4 +105,4 @@ class OSEDiffBench(OneStepBench):
     def large_tiles(self, section) -> int:
         from sr_runtime.families.osediff.image_loop import tiling
 
-        return tiling(bench.LARGE, bench.LARGE, section, OSEDiffOptions()).unet_tiles
+        return tiling(bench.LARGE, bench.LARGE, section, self.options()).unet_tiles

@@ -115,4 +115,4 @@ class S3DiffBench(OneStepBench):
     def large_tiles(self, section) -> int:
         from sr_runtime.families.s3diff.image_loop import Tiling
 
-        return Tiling(bench.LARGE, bench.LARGE, section, S3DiffOptions()).unet_tiles
+        return Tiling(bench.LARGE, bench.LARGE, section, self.options()).unet_tiles
